@@ -1,0 +1,83 @@
+// In-place optimizer updates (one element per invocation) and a GPU-scalar scale.
+//
+// adam (Kingma & Ba 2015, bias-corrected as in their Algorithm 1, epsilon outside the root):
+//   g' = g + wd·w;  m = b1·m + (1-b1)·g';  v = b2·v + (1-b2)·g'²;
+//   w  = w - step · m / (sqrt(v)·inv_sqrt_bc2 + eps),  step = lr / (1 - b1^t),
+//   inv_sqrt_bc2 = 1 / sqrt(1 - b2^t); both corrections, and 1 - b1 and 1 - b2, are computed in
+//   float64 on the CPU: 1 - b2 formed in f32 from b2 = 0.999 would be off by 1.3e-5 relative.
+//   Then, if flag = 1, w = clamp(w, lo, hi).
+// sgd (heavy-ball momentum without dampening; velocity starts at zero):
+//   g' = g + wd·w;  u = mom·u + g';  w = w - lr·(g' + mom·u if nesterov (flag = 1) else u).
+// scale_by_scalar: w = g · m[0] · c  (w is a new output tensor, g the input, m the [1] scalar;
+//   chains an upstream loss gradient held on the GPU without a readback).
+//
+// Each buffer the update writes is a single read_write binding: WebGPU forbids binding the same
+// buffer twice in one dispatch when one binding is writable, so "in place" must mean one binding.
+//
+// Bindings (dispatch order): w (param / output), g (grad / input), m (Adam m, SGD velocity,
+// or the scalar), v (Adam v). Params: n, flag, then lr (= step for adam, = c for
+// scale_by_scalar), beta1 (= momentum for sgd), beta2, eps, wd, inv_sqrt_bc2, lo, hi,
+// one_m_beta1, one_m_beta2.
+
+struct Params {
+  n: u32,
+  flag: u32,
+  lr: f32,
+  beta1: f32,
+  beta2: f32,
+  eps: f32,
+  wd: f32,
+  inv_sqrt_bc2: f32,
+  lo: f32,
+  hi: f32,
+  one_m_beta1: f32,
+  one_m_beta2: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> w: array<f32>;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> m: array<f32>;
+@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+
+fn index(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return (wid.x + wid.y * nwg.x) * 256u + lid;
+}
+
+@compute @workgroup_size(256)
+fn adam(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = index(lid, wid, nwg);
+  if (i >= p.n) { return; }
+  let wi = w[i];
+  let gi = g[i] + p.wd * wi;
+  let mi = p.beta1 * m[i] + p.one_m_beta1 * gi;
+  let vi = p.beta2 * v[i] + p.one_m_beta2 * gi * gi;
+  m[i] = mi;
+  v[i] = vi;
+  var wn = wi - p.lr * mi / (sqrt(vi) * p.inv_sqrt_bc2 + p.eps);
+  if (p.flag == 1u) { wn = clamp(wn, p.lo, p.hi); }
+  w[i] = wn;
+}
+
+@compute @workgroup_size(256)
+fn sgd(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+       @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = index(lid, wid, nwg);
+  if (i >= p.n) { return; }
+  let wi = w[i];
+  let gi = g[i] + p.wd * wi;
+  let ui = p.beta1 * m[i] + gi;
+  m[i] = ui;
+  let step = select(ui, gi + p.beta1 * ui, p.flag == 1u);
+  w[i] = wi - p.lr * step;
+}
+
+@compute @workgroup_size(256)
+fn scale_by_scalar(@builtin(local_invocation_index) lid: u32,
+                   @builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = index(lid, wid, nwg);
+  if (i >= p.n) { return; }
+  w[i] = g[i] * m[0] * p.lr;
+}

@@ -1,0 +1,201 @@
+/**
+ * Batch-mean losses with fused gradients. Each loss returns the mean over the batch as a `[1]`
+ * tensor that stays on the GPU (read it back only when needed) and the gradient of that mean with
+ * respect to its logits/activations, shaped like the input.
+ *
+ * Two dispatches per loss: a parallel per-row (or per-chunk) kernel writes the gradient and one
+ * partial loss per row, then a single 256-invocation workgroup sums the partials (tree reduction).
+ *
+ * @module
+ */
+
+import lossSrc from "../../kernels/loss.wgsl" with { type: "text" };
+import ceSrc from "../../kernels/loss_ce.wgsl" with { type: "text" };
+import reduceSrc from "../../kernels/loss_reduce.wgsl" with { type: "text" };
+import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { Tensor } from "../tensor.ts";
+
+const KL_DIV: Kernel = { name: "loss.kl_div", code: lossSrc, entryPoint: "kl_div" };
+const KD: Kernel = { name: "loss.kd", code: lossSrc, entryPoint: "kd" };
+const ACT_ABS: Kernel = { name: "loss.act_abs", code: lossSrc, entryPoint: "act_abs" };
+const CROSS_ENTROPY: Kernel = {
+  name: "loss_ce.cross_entropy",
+  code: ceSrc,
+  entryPoint: "cross_entropy",
+};
+const SUM: Kernel = { name: "loss_reduce.sum", code: reduceSrc, entryPoint: "sum" };
+
+/** Rows per workgroup of the row kernels (kernels/loss.wgsl, kernels/loss_ce.wgsl). */
+const ROWS = 64;
+/** Elements per invocation of `act_abs` (its `CHUNK`). */
+const CHUNK = 32;
+
+/** A batch-mean loss and its gradient. */
+export interface LossResult {
+  /** The batch mean, shape `[1]`, on the GPU. */
+  loss: Tensor;
+  /** Gradient of {@link LossResult.loss} w.r.t. the logits/activations, shaped like them. */
+  grad: Tensor;
+}
+
+/** Normalisation of {@link activationLoss}. */
+export type ActivationNorm = "sample-l1" | "element-mean";
+
+function checkTau(op: string, tau: number): void {
+  if (!(tau > 0) || !Number.isFinite(tau)) {
+    throw new RangeError(`${op}: temperature must be a positive finite number, got ${tau}`);
+  }
+}
+
+function checkMatrix(op: string, name: string, t: Tensor): [number, number] {
+  if (t.shape.length !== 2 || t.size === 0) {
+    throw new RangeError(`${op}: ${name} must be a non-empty [N, K] matrix, got [${t.shape}]`);
+  }
+  if (t.dtype !== "f32") throw new RangeError(`${op}: ${name} must be f32, got ${t.dtype}`);
+  return [t.shape[0], t.shape[1]];
+}
+
+function checkPair(op: string, a: string, ta: Tensor, b: string, tb: Tensor): [number, number] {
+  const [n, k] = checkMatrix(op, a, ta);
+  checkMatrix(op, b, tb);
+  if (tb.shape[0] !== n || tb.shape[1] !== k) {
+    throw new RangeError(`${op}: ${a} [${ta.shape}] and ${b} [${tb.shape}] differ in shape`);
+  }
+  return [n, k];
+}
+
+/** Queues `out[0] = scale · Σ part[0..n)` and disposes `part`. */
+function reduceInto(part: Tensor, n: number, scale: number): Tensor {
+  const loss = Tensor.empty([1]);
+  dispatch(SUM, [part.buffer, loss.buffer], { u32: [n], f32: [scale] }, 1);
+  part.dispose(); // queued work keeps its order; the pool may hand the buffer out again safely
+  return loss;
+}
+
+function rowLoss(
+  kernel: Kernel,
+  x: Tensor,
+  t: Tensor,
+  n: number,
+  k: number,
+  tau: number,
+  gradScale: number,
+  lossScale: number,
+): LossResult {
+  const grad = Tensor.empty(x.shape);
+  const part = Tensor.empty([n]);
+  dispatch(
+    kernel,
+    [x.buffer, grad.buffer, part.buffer, t.buffer],
+    { u32: [n, k, 0], f32: [tau, gradScale] },
+    groups(n, ROWS),
+  );
+  return { loss: reduceInto(part, n, lossScale), grad };
+}
+
+/**
+ * Synthesis loss of Wang (AAAI 2021): `mean_n KL(p_n ‖ softmax(z_n / tau))`, with `0·log 0 = 0`.
+ * Gradient w.r.t. `z`: `(Σ_k p_nk · softmax(z_n/tau) - p_n) / (N·tau)`, which is
+ * `(q_n - p_n) / (N·tau)` for target rows that sum to 1.
+ *
+ * @param p target distributions `[N, K]` (rows sum to 1; zeros allowed).
+ * @param z logits `[N, K]`.
+ * @param tau temperature (> 0).
+ * @returns loss `[1]` and `dloss/dz` `[N, K]`.
+ * @throws {RangeError} when `p` or `z` is not a non-empty f32 `[N, K]` matrix, their shapes
+ * differ, or `tau` is not positive and finite.
+ */
+export function klDivLoss(p: Tensor, z: Tensor, tau: number): LossResult {
+  checkTau("klDivLoss", tau);
+  const [n, k] = checkPair("klDivLoss", "p", p, "z", z);
+  return rowLoss(KL_DIV, z, p, n, k, tau, 1 / (n * tau), 1 / n);
+}
+
+/**
+ * Hinton knowledge-distillation loss:
+ * `tau² · mean_n CE(softmax(t_n / tau), softmax(s_n / tau))` with `CE(a, b) = -Σ_k a_k log b_k`
+ * (it includes the teacher's entropy, so its minimum is not 0). Gradient w.r.t. the student
+ * logits: `tau · (softmax(s_n/tau) - softmax(t_n/tau)) / N`.
+ *
+ * @param teacherLogits `[N, K]`.
+ * @param studentLogits `[N, K]`.
+ * @param tau temperature (> 0).
+ * @returns loss `[1]` and `dloss/dstudentLogits` `[N, K]`.
+ * @throws {RangeError} when either input is not a non-empty f32 `[N, K]` matrix, their shapes
+ * differ, or `tau` is not positive and finite.
+ */
+export function kdLoss(teacherLogits: Tensor, studentLogits: Tensor, tau: number): LossResult {
+  checkTau("kdLoss", tau);
+  const [n, k] = checkPair(
+    "kdLoss",
+    "teacherLogits",
+    teacherLogits,
+    "studentLogits",
+    studentLogits,
+  );
+  return rowLoss(KD, studentLogits, teacherLogits, n, k, tau, tau / n, (tau * tau) / n);
+}
+
+/**
+ * Cross-entropy with integer labels: `mean_n -log softmax(z_n)[label_n]`.
+ * Gradient w.r.t. `z`: `(softmax(z_n) - onehot(label_n)) / N`.
+ * A label `≥ K` cannot be checked without a readback: it makes the loss NaN.
+ *
+ * @param z logits `[N, K]`, f32.
+ * @param labels class indices `[N]`, u32.
+ * @returns loss `[1]` and `dloss/dz` `[N, K]`.
+ * @throws {RangeError} when `z` is not a non-empty f32 `[N, K]` matrix or `labels` is not a u32
+ * `[N]` vector.
+ */
+export function crossEntropyLoss(z: Tensor, labels: Tensor): LossResult {
+  const [n, k] = checkMatrix("crossEntropyLoss", "z", z);
+  if (labels.dtype !== "u32" || labels.shape.length !== 1 || labels.shape[0] !== n) {
+    throw new RangeError(
+      `crossEntropyLoss: labels must be u32 [${n}] for z [${z.shape}], ` +
+        `got ${labels.dtype} [${labels.shape}]`,
+    );
+  }
+  const grad = Tensor.empty(z.shape);
+  const part = Tensor.empty([n]);
+  dispatch(
+    CROSS_ENTROPY,
+    [z.buffer, grad.buffer, part.buffer, labels.buffer],
+    { u32: [n, k], f32: [1 / n] },
+    groups(n, ROWS),
+  );
+  return { loss: reduceInto(part, n, 1 / n), grad };
+}
+
+/**
+ * Activation loss `L_a` over `a: [N, ...]` (e.g. the first conv layer's output `[N, C, H, W]`):
+ * - `"sample-l1"`: `-(1/N) Σ_n ‖a_n‖₁` (the paper's form; scales with the feature size);
+ * - `"element-mean"`: `-(1/numel) Σ |a|`.
+ *
+ * Gradient: `-sign(a) / N` or `-sign(a) / numel` (0 where `a = 0`).
+ *
+ * @param a activations, f32, at least one dimension, non-empty.
+ * @param norm the normalisation.
+ * @returns loss `[1]` and `dL_a/da` shaped like `a`.
+ * @throws {RangeError} when `a` is empty, not f32, or `norm` is unknown.
+ */
+export function activationLoss(a: Tensor, norm: ActivationNorm): LossResult {
+  if (a.shape.length === 0 || a.size === 0) {
+    throw new RangeError(`activationLoss: a must be a non-empty [N, ...] tensor, got [${a.shape}]`);
+  }
+  if (a.dtype !== "f32") throw new RangeError(`activationLoss: a must be f32, got ${a.dtype}`);
+  let scale: number;
+  if (norm === "sample-l1") scale = 1 / a.shape[0];
+  else if (norm === "element-mean") scale = 1 / a.size;
+  else throw new RangeError(`activationLoss: unknown norm "${norm}"`);
+  const wgs = groups(a.size, 256 * CHUNK);
+  const slots = wgs * 256;
+  const grad = Tensor.empty(a.shape);
+  const part = Tensor.empty([slots]);
+  dispatch(
+    ACT_ABS,
+    [a.buffer, grad.buffer, part.buffer],
+    { u32: [a.size, 0, slots], f32: [1, scale] },
+    wgs,
+  );
+  return { loss: reduceInto(part, slots, -scale), grad };
+}

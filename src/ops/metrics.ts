@@ -1,0 +1,101 @@
+/**
+ * Classification metrics on the GPU: row argmax, the number of correct rows per batch, and an
+ * in-place accumulator so that counts and losses add up over batches with one readback at the end.
+ *
+ * @module
+ */
+
+import src from "../../kernels/metrics.wgsl" with { type: "text" };
+import reduceSrc from "../../kernels/loss_reduce.wgsl" with { type: "text" };
+import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { Tensor } from "../tensor.ts";
+
+const ARGMAX: Kernel = { name: "metrics.argmax", code: src, entryPoint: "argmax" };
+const CORRECT_ROWS: Kernel = {
+  name: "metrics.correct_rows",
+  code: src,
+  entryPoint: "correct_rows",
+};
+const SUM: Kernel = { name: "loss_reduce.sum", code: reduceSrc, entryPoint: "sum" };
+const ACCUMULATE: Kernel = {
+  name: "loss_reduce.accumulate",
+  code: reduceSrc,
+  entryPoint: "accumulate",
+};
+
+/** Rows per workgroup of the metric kernels. */
+const ROWS = 64;
+
+function checkLogits(op: string, z: Tensor): [number, number] {
+  if (z.shape.length !== 2 || z.size === 0) {
+    throw new RangeError(`${op}: z must be a non-empty [N, K] matrix, got [${z.shape}]`);
+  }
+  if (z.dtype !== "f32") throw new RangeError(`${op}: z must be f32, got ${z.dtype}`);
+  return [z.shape[0], z.shape[1]];
+}
+
+/**
+ * Row argmax (the first maximum on ties).
+ *
+ * @param z logits `[N, K]`, f32.
+ * @returns class indices `[N]`, u32.
+ * @throws {RangeError} when `z` is not a non-empty f32 `[N, K]` matrix.
+ */
+export function argmax(z: Tensor): Tensor {
+  const [n, k] = checkLogits("argmax", z);
+  const out = Tensor.empty([n], "u32");
+  dispatch(ARGMAX, [z.buffer, out.buffer], { u32: [n, k] }, groups(n, ROWS));
+  return out;
+}
+
+/**
+ * Number of rows whose argmax (first maximum on ties) equals the label, as an f32 `[1]` tensor
+ * on the GPU (exact below 2^24 rows).
+ *
+ * @param z logits `[N, K]`, f32.
+ * @param labels class indices `[N]`, u32.
+ * @returns the count, `[1]` f32.
+ * @throws {RangeError} when `z` is not a non-empty f32 `[N, K]` matrix or `labels` is not a u32
+ * `[N]` vector.
+ */
+export function correctCount(z: Tensor, labels: Tensor): Tensor {
+  const [n, k] = checkLogits("correctCount", z);
+  if (labels.dtype !== "u32" || labels.shape.length !== 1 || labels.shape[0] !== n) {
+    throw new RangeError(
+      `correctCount: labels must be u32 [${n}] for z [${z.shape}], ` +
+        `got ${labels.dtype} [${labels.shape}]`,
+    );
+  }
+  const hits = Tensor.empty([n]);
+  dispatch(CORRECT_ROWS, [z.buffer, labels.buffer, hits.buffer], { u32: [n, k] }, groups(n, ROWS));
+  const count = Tensor.empty([1]);
+  dispatch(SUM, [hits.buffer, count.buffer], { u32: [n], f32: [1] }, 1);
+  hits.dispose();
+  return count;
+}
+
+/**
+ * Adds `src` into `acc` in place (`acc[i] += src[i]`), e.g. a running correct count or loss
+ * total over batches.
+ *
+ * @param acc f32 accumulator, updated in place.
+ * @param src f32 tensor of the same element count.
+ * @throws {RangeError} when the element counts differ, either is not f32, or both are the same
+ * buffer.
+ */
+export function accumulate(acc: Tensor, src: Tensor): void {
+  if (acc.dtype !== "f32" || src.dtype !== "f32") {
+    throw new RangeError(`accumulate: acc and src must be f32, got ${acc.dtype} and ${src.dtype}`);
+  }
+  if (acc.size !== src.size) {
+    throw new RangeError(`accumulate: acc [${acc.shape}] and src [${src.shape}] differ in size`);
+  }
+  if (acc.buffer === src.buffer) throw new RangeError("accumulate: acc and src share one buffer");
+  if (acc.size === 0) return;
+  dispatch(
+    ACCUMULATE,
+    [src.buffer, acc.buffer],
+    { u32: [acc.size], f32: [0] },
+    groups(acc.size, 256),
+  );
+}

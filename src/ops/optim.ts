@@ -1,0 +1,191 @@
+/**
+ * Optimizer steps that update parameters and their state in place on the GPU (Adam, SGD with
+ * momentum), and {@link scaleByScalar} for chaining a GPU-held scalar into a gradient.
+ * Nothing is read back.
+ *
+ * @module
+ */
+
+import src from "../../kernels/optim.wgsl" with { type: "text" };
+import { copyBuffer, dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { Tensor } from "../tensor.ts";
+
+const k = (entryPoint: string): Kernel => ({ name: `optim.${entryPoint}`, code: src, entryPoint });
+const ADAM = k("adam");
+const SGD = k("sgd");
+const SCALE = k("scale_by_scalar");
+
+/** Options of {@link adamStep}. */
+export interface AdamOptions {
+  /** Learning rate. */
+  lr: number;
+  /** First-moment decay, default 0.9. */
+  beta1?: number;
+  /** Second-moment decay, default 0.999. */
+  beta2?: number;
+  /** Added to the bias-corrected root of the second moment, default 1e-8. */
+  eps?: number;
+  /** L2 weight decay added to the gradient (`g + wd·param`, not decoupled), default 0. */
+  weightDecay?: number;
+  /** Lower bound the updated parameter is clamped to (e.g. the smallest valid pixel). */
+  clampMin?: number;
+  /** Upper bound the updated parameter is clamped to. */
+  clampMax?: number;
+}
+
+/** Options of {@link sgdStep}. */
+export interface SgdOptions {
+  /** Learning rate. */
+  lr: number;
+  /** Momentum (heavy ball, no dampening), default 0. */
+  momentum?: number;
+  /** L2 weight decay added to the gradient, default 0. */
+  weightDecay?: number;
+  /** Nesterov momentum (needs `momentum > 0`), default false. */
+  nesterov?: boolean;
+}
+
+function checkF32(op: string, named: Record<string, Tensor>): number {
+  const entries = Object.entries(named);
+  const [first, t0] = entries[0];
+  const seen = new Map<GPUBuffer, string>();
+  for (const [name, t] of entries) {
+    if (t.dtype !== "f32") throw new RangeError(`${op}: ${name} must be f32, got ${t.dtype}`);
+    if (t.size !== t0.size) {
+      throw new RangeError(
+        `${op}: ${name} [${t.shape}] differs in size from ${first} [${t0.shape}]`,
+      );
+    }
+    const other = seen.get(t.buffer);
+    if (other) throw new RangeError(`${op}: ${name} and ${other} share one buffer`);
+    seen.set(t.buffer, name);
+  }
+  return t0.size;
+}
+
+function finite(op: string, name: string, x: number): void {
+  if (!Number.isFinite(x)) throw new RangeError(`${op}: ${name} must be finite, got ${x}`);
+}
+
+/**
+ * One Adam step (Kingma & Ba 2015) with bias correction for the 1-based step `t`, in place:
+ * `g' = grad + wd·param`, `m = β1·m + (1-β1)·g'`, `v = β2·v + (1-β2)·g'²`,
+ * `param -= lr/(1-β1^t) · m / (sqrt(v/(1-β2^t)) + eps)`, then, if either bound is given, the
+ * updated param is clamped into `[clampMin, clampMax]` (a missing bound is ±Infinity).
+ *
+ * @param param parameters (any shape, f32), updated in place.
+ * @param grad gradient, same element count.
+ * @param m first-moment state, same element count, zero before step 1; updated in place.
+ * @param v second-moment state, same element count, zero before step 1; updated in place.
+ * @param t 1-based step number.
+ * @param opts learning rate and hyper-parameters.
+ * @throws {RangeError} when the tensors differ in element count, are not f32 or share a buffer,
+ * `t` is not a positive integer, a hyper-parameter is out of range (`lr` not finite, betas outside
+ * [0, 1), `eps` < 0), or `clampMin > clampMax`.
+ */
+export function adamStep(
+  param: Tensor,
+  grad: Tensor,
+  m: Tensor,
+  v: Tensor,
+  t: number,
+  opts: AdamOptions,
+): void {
+  const op = "adamStep";
+  const n = checkF32(op, { param, grad, m, v });
+  const { lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0 } = opts;
+  if (!Number.isInteger(t) || t < 1) {
+    throw new RangeError(`${op}: step t must be a positive integer, got ${t}`);
+  }
+  finite(op, "lr", lr);
+  finite(op, "weightDecay", weightDecay);
+  for (const [name, b] of [["beta1", beta1], ["beta2", beta2]] as const) {
+    if (!(b >= 0 && b < 1)) throw new RangeError(`${op}: ${name} must be in [0, 1), got ${b}`);
+  }
+  if (!(eps >= 0) || !Number.isFinite(eps)) {
+    throw new RangeError(`${op}: eps must be finite and >= 0, got ${eps}`);
+  }
+  const lo = opts.clampMin ?? -Infinity;
+  const hi = opts.clampMax ?? Infinity;
+  if (Number.isNaN(lo) || Number.isNaN(hi) || lo > hi) {
+    throw new RangeError(`${op}: clamp range [${lo}, ${hi}] is empty or NaN`);
+  }
+  const doClamp = opts.clampMin !== undefined || opts.clampMax !== undefined;
+  const step = lr / (1 - beta1 ** t);
+  const invSqrtBc2 = 1 / Math.sqrt(1 - beta2 ** t);
+  dispatch(
+    ADAM,
+    [param.buffer, grad.buffer, m.buffer, v.buffer],
+    {
+      u32: [n, doClamp ? 1 : 0],
+      f32: [step, beta1, beta2, eps, weightDecay, invSqrtBc2, lo, hi, 1 - beta1, 1 - beta2],
+    },
+    groups(n, 256),
+  );
+}
+
+/**
+ * One SGD step with optional momentum (PyTorch convention, no dampening), in place:
+ * `g' = grad + wd·param`, `velocity = μ·velocity + g'`,
+ * `param -= lr · (nesterov ? g' + μ·velocity : velocity)` (with `μ = 0` this is plain SGD).
+ *
+ * @param param parameters (any shape, f32), updated in place.
+ * @param grad gradient, same element count.
+ * @param velocity momentum buffer, same element count, zero before the first step; updated.
+ * @param opts learning rate and hyper-parameters.
+ * @throws {RangeError} when the tensors differ in element count, are not f32 or share a buffer,
+ * `lr` or `weightDecay` is not finite, `momentum` is outside [0, 1], or `nesterov` is set
+ * without momentum.
+ */
+export function sgdStep(param: Tensor, grad: Tensor, velocity: Tensor, opts: SgdOptions): void {
+  const op = "sgdStep";
+  const n = checkF32(op, { param, grad, velocity });
+  const { lr, momentum = 0, weightDecay = 0, nesterov = false } = opts;
+  finite(op, "lr", lr);
+  finite(op, "weightDecay", weightDecay);
+  if (!(momentum >= 0 && momentum <= 1)) {
+    throw new RangeError(`${op}: momentum must be in [0, 1], got ${momentum}`);
+  }
+  if (nesterov && momentum === 0) {
+    throw new RangeError(`${op}: nesterov needs momentum > 0`);
+  }
+  dispatch(
+    SGD,
+    [param.buffer, grad.buffer, velocity.buffer],
+    { u32: [n, nesterov ? 1 : 0], f32: [lr, momentum, 0, 0, weightDecay] },
+    groups(n, 256),
+  );
+}
+
+/**
+ * `x · s[0] · c` as a NEW tensor shaped like `x` (`x` is unchanged): chains an upstream scalar
+ * held on the GPU (e.g. a loss weight or gradient `[1]`) into a gradient without a readback.
+ *
+ * @param x any f32 tensor.
+ * @param s f32 scalar tensor of one element (`[1]`).
+ * @param c constant factor, default 1.
+ * @returns `x · s[0] · c`, shape of `x`.
+ * @throws {RangeError} when `x` or `s` is not f32, `s` does not hold exactly one element, or `c`
+ * is not finite.
+ */
+export function scaleByScalar(x: Tensor, s: Tensor, c = 1): Tensor {
+  const op = "scaleByScalar";
+  if (x.dtype !== "f32" || s.dtype !== "f32") {
+    throw new RangeError(`${op}: x and s must be f32, got ${x.dtype} and ${s.dtype}`);
+  }
+  if (s.size !== 1) throw new RangeError(`${op}: s must hold one element, got [${s.shape}]`);
+  finite(op, "c", c);
+  const out = Tensor.empty(x.shape);
+  if (x.size === 0) return out;
+  // s is bound read_write (the kernel's shared layout): it must not be x's buffer too.
+  const sCopy = s.buffer === x.buffer ? Tensor.empty([1]) : null;
+  if (sCopy) copyBuffer(s.buffer, sCopy.buffer, 4);
+  dispatch(
+    SCALE,
+    [out.buffer, x.buffer, (sCopy ?? s).buffer],
+    { u32: [x.size, 0], f32: [c] },
+    groups(x.size, 256),
+  );
+  sCopy?.dispose();
+  return out;
+}
