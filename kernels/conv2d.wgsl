@@ -4,23 +4,32 @@
 //   y[n, o, oy, ox] = bias[o] + sum_{c, ky, kx} x[n, c, oy*S + ky - pad, ox*S + kx - pad] * w[o, c, ky, kx]
 //
 // Formulation: direct convolution, register-blocked, no workgroup memory. On llvmpipe (the only
-// adapter here) every storage-buffer load is executed lane by lane, so loads, not multiply-adds,
-// set the speed; barriers and workgroup memory are slower still. The kernel therefore:
+// adapter here) every storage-buffer load and store runs lane by lane, so memory operations, not
+// multiply-adds, set the speed; barriers and workgroup memory are slower still (a shared-memory
+// tiled implicit GEMM like TF.js's conv2d_mm measured ~12x slower). An im2col-style implicit GEMM
+// without tiles would load every input KH*KW times; the direct form loads it about once per row
+// window. The kernel therefore:
 //  * runs on a prepared input `xq` (entry `prepare_input`) whose padding is materialised as zeros,
 //    whose rows are 16-byte aligned, and whose columns are split into S phases
 //    (xq[.., row, ph, j] = xpad[row, j*S + ph]), so the taps of one phase are contiguous in j for
-//    consecutive outputs even when S > 1. An invocation owns PV*4 consecutive outputs of one row for
-//    OB output channels; for each (c, ky, phase) it loads the row window as aligned vec4s once and
-//    forms the shifted 4-vectors of every tap kx by register shuffles (free in SoA code), so a
-//    5-wide kernel costs about 4 vec4 loads per 160 multiply-adds (OB = 4, PV = 2);
+//    consecutive outputs even when S > 1. An invocation owns PV*4 consecutive outputs of one row
+//    for OB output channels; for each (c, ky, phase) it loads the row window as aligned vec4s once
+//    and forms the shifted 4-vectors of every tap kx by register shuffles (free in SoA code), so
+//    a 5-wide kernel costs about 4 vec4 loads per 160 multiply-adds (OB = 4, PV = 2). Blocks with
+//    more than 32 accumulators spill and ran 2x slower; the op picks OB x PV in {4x2, 8x1, 2x4,
+//    1x4} by predicted waste at the channel and column edges;
 //  * reads the weights from a uniform buffer: all lanes of a workgroup share the output-channel
 //    block, so each weight load is one scalar load broadcast to the lanes (about 35% faster than a
-//    storage buffer here). The weights are first relaid out (entry `prepare_weight`) to
-//    [c, ky, kx, o] in chunks of at most 64 KiB; the op dispatches once per chunk;
-//  * takes KW, S, OB and PV as pipeline constants, so the tap loops unroll and the register arrays
-//    (sized for the largest block) keep only the used entries.
-// An implicit-GEMM kernel with shared-memory tiles (TF.js's conv2d_mm) is the better choice on
-// real GPUs; it measured about 12x slower on llvmpipe.
+//    storage buffer here). The weights are first relaid out (entry `prepare_weight`) into blocks
+//    [OB channels][c, ky, kx][OB padded to 4 or 8] of at most 64 KiB; the op copies each chunk
+//    into the uniform buffer and dispatches once per chunk (accumulating over input-channel
+//    chunks);
+//  * skips the all-zero rows of xq (padding, and the rows inserted by dilation in the
+//    backward-to-input pass) through loop bounds, not branches (llvmpipe executes both sides of a
+//    branch under a mask); the lanes of a SIMD group share the output row so the bounds agree;
+//  * stores whole vec4s when the output width is a multiple of 4 (entry `forward_vec4`);
+//  * takes KW, S, D, OB and PV as pipeline constants, so the tap loops unroll and divisions by
+//    them are cheap.
 
 override KW: u32 = 5u; // kernel width
 override S: u32 = 1u; // stride (= number of column phases of xq)
@@ -156,8 +165,12 @@ struct ConvParams {
   KH: u32,
   nOB: u32, // output-channel blocks in this chunk
   nXB: u32, // column blocks per output row
-  total: u32, // N * OH * nXB
+  total: u32, // ceil(N / NB) * NB * OH * nXB
   mode: u32, // bit 0: add bias; bit 1: accumulate into y
+  N: u32,
+  NB: u32, // images per block of the invocation order
+  rowLo: u32, // first row of xq holding input (earlier rows are zero padding)
+  rowHi: u32, // one past the last such row; between them only every D-th row is nonzero
 }
 
 const MAX_OB = 8u;
@@ -180,28 +193,47 @@ fn shifted(a: vec4<f32>, b: vec4<f32>, s: u32) -> vec4<f32> {
   }
 }
 
-@compute @workgroup_size(64)
-fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
-           @builtin(num_workgroups) nwg: vec3<u32>) {
+alias Acc = array<array<vec4<f32>, MAX_PV>, MAX_OB>;
+
+// The outputs of one invocation: OB channels from ob * OB (within the chunk) of image n, row oy,
+// columns xb * PV * 4 ...
+struct Work {
+  valid: bool,
+  n: u32,
+  oy: u32,
+  xb: u32,
+  ob: u32,
+}
+
+fn work_item(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) -> Work {
   // The output-channel block comes from the workgroup index alone, so weight reads are uniform.
   let g = wid.x + wid.y * nwg.x;
   let ob = g % p.nOB;
   let pb = (g / p.nOB) * 64u + lid;
-  if (pb >= p.total) { return; }
+  // Order: image block, output row, image within the block (NB images), column block. The
+  // NB * nXB >= 8 lanes of a SIMD group share oy (so the row-skipping loop bounds below are
+  // uniform), and a workgroup still covers neighbouring rows of few images (cache reuse).
   let xb = pb % p.nXB;
-  let oy = (pb / p.nXB) % p.OH;
-  let n = pb / (p.nXB * p.OH);
-  let ol0 = ob * OB; // first output channel of this invocation, relative to the chunk
+  let n = (pb / (p.nXB * p.NB * p.OH)) * p.NB + (pb / p.nXB) % p.NB;
+  let oy = (pb / (p.nXB * p.NB)) % p.OH;
+  return Work(pb < p.total && n < p.N, n, oy, xb, ob);
+}
 
-  var acc: array<array<vec4<f32>, MAX_PV>, MAX_OB>;
+fn accumulate(wk: Work, acc: ptr<function, Acc>) {
+  let r0 = wk.oy * S;
+  var kyLo = select(0u, p.rowLo - r0, p.rowLo > r0);
+  kyLo += (D - (r0 + kyLo - p.rowLo) % D) % D;
+  let kyHi = min(p.KH, select(0u, p.rowHi - r0, p.rowHi > r0));
   for (var cl = 0u; cl < p.cn; cl++) {
-    let plane = (n * p.Cx + p.c0 + cl) * p.Hq;
-    for (var ky = 0u; ky < p.KH; ky++) {
-      let row = plane + oy * S + ky;
+    let plane = (wk.n * p.Cx + p.c0 + cl) * p.Hq;
+    // Only the rows of xq that hold input (not padding, not rows inserted by dilation): loop
+    // bounds rather than branches, since llvmpipe runs both sides of a branch under a mask.
+    for (var ky = kyLo; ky < kyHi; ky += D) {
+      let row = plane + r0 + ky;
       let tap0 = (cl * p.KH + ky) * KW;
       for (var ph = 0u; ph < S; ph++) {
         let taps = (KW - ph + S - 1u) / S; // kx = ph + m*S for m < taps
-        let rb = (row * S + ph) * p.Wq4 + xb * PV;
+        let rb = (row * S + ph) * p.Wq4 + wk.xb * PV;
         var r: array<vec4<f32>, MAX_PV + 1u>;
         for (var q = 0u; q < PV; q++) { r[q] = xq[rb + q]; }
         for (var mq = 0u; mq < taps; mq += 4u) {
@@ -209,13 +241,13 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
           for (var s = 0u; s < 4u; s++) {
             if (mq + s < taps) {
               // the OB weights of this tap: SW/4 whole vec4s of the uniform buffer
-              let wi = (ob * p.ntap + tap0 + ph + (mq + s) * S) * SW4;
+              let wi = (wk.ob * p.ntap + tap0 + ph + (mq + s) * S) * SW4;
               var wv: array<vec4<f32>, MAX_OB / 4u>;
               for (var o4 = 0u; o4 < SW4; o4++) { wv[o4] = wt[wi + o4]; }
               for (var o = 0u; o < OB; o++) {
                 let wo = wv[o / 4u][o % 4u];
                 for (var q = 0u; q < PV; q++) {
-                  acc[o][q] += wo * shifted(r[q], r[q + 1u], s);
+                  (*acc)[o][q] += wo * shifted(r[q], r[q + 1u], s);
                 }
               }
             }
@@ -225,26 +257,67 @@ fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
       }
     }
   }
+}
 
+// Any output width: scalar stores.
+@compute @workgroup_size(64)
+fn forward(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+  let wk = work_item(lid, wid, nwg);
+  if (!wk.valid) { return; }
+  var acc: Acc;
+  accumulate(wk, &acc);
   let planeY = p.OH * p.OW;
-  let ox0 = xb * PV * 4u;
+  let ox0 = wk.xb * PV * 4u;
+  let add = (p.mode & 2u) != 0u;
   for (var o = 0u; o < OB; o++) {
-    let ol = ol0 + o;
+    let ol = wk.ob * OB + o;
     if (ol < p.on) {
       let oc = p.o0 + ol;
-      let yb = (n * p.O + oc) * planeY + oy * p.OW + ox0;
+      let yb = (wk.n * p.O + oc) * planeY + wk.oy * p.OW + ox0;
       var b = 0.0;
       if ((p.mode & 1u) != 0u) { b = bias[oc]; }
-      let accumulate = (p.mode & 2u) != 0u;
       for (var q = 0u; q < PV; q++) {
         let v = acc[o][q] + b;
         for (var k = 0u; k < 4u; k++) {
           let j = q * 4u + k;
           if (ox0 + j < p.OW) {
             var t = v[k];
-            if (accumulate) { t += y[yb + j]; }
+            if (add) { t += y[yb + j]; }
             y[yb + j] = t;
           }
+        }
+      }
+    }
+  }
+}
+
+// Output width a multiple of 4: every group of 4 outputs is one aligned vec4 store (stores run
+// lane by lane on llvmpipe, so this saves about a quarter of the time of small convolutions).
+@group(0) @binding(4) var<storage, read_write> y4: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn forward_vec4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+  let wk = work_item(lid, wid, nwg);
+  if (!wk.valid) { return; }
+  var acc: Acc;
+  accumulate(wk, &acc);
+  let planeY = p.OH * p.OW;
+  let ox0 = wk.xb * PV * 4u;
+  let add = (p.mode & 2u) != 0u;
+  for (var o = 0u; o < OB; o++) {
+    let ol = wk.ob * OB + o;
+    if (ol < p.on) {
+      let oc = p.o0 + ol;
+      let yb = ((wk.n * p.O + oc) * planeY + wk.oy * p.OW + ox0) / 4u;
+      var b = 0.0;
+      if ((p.mode & 1u) != 0u) { b = bias[oc]; }
+      for (var q = 0u; q < PV; q++) {
+        if (ox0 + q * 4u < p.OW) {
+          var v = acc[o][q] + b;
+          if (add) { v += y4[yb + q]; }
+          y4[yb + q] = v;
         }
       }
     }

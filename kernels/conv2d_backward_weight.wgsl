@@ -5,20 +5,24 @@
 //
 // Formulation: a split reduction, register-blocked, no workgroup memory or atomics. The sum runs
 // over N*OH*OW terms (large) into O*C*KH*KW weights (small), so the images are split into G
-// groups; one invocation owns 4 output channels x one (c, ky, column phase) x up to 8 taps kx of
-// one group and loops over the group's pixels, and `reduce_groups` adds the G partial results
-// (no atomics, deterministic). Loads set the speed on llvmpipe (each one runs lane by lane), so:
+// groups; one invocation owns 4 output channels x RW consecutive (c, ky) rows x one column phase
+// x up to 8 taps kx for one group and loops over the group's pixels; `reduce_groups` then adds
+// the G partial results (deterministic). Loads set the speed on llvmpipe (each runs lane by lane):
 //  * x is the same prepared input as the forward pass (`prepare_input` in conv2d.wgsl: padding
 //    materialised, aligned rows, columns split into S phases) and gy is padded to whole vec4s per
 //    row with zeros (the zero columns make the ragged end of a row contribute nothing);
-//  * per 4 output columns the invocation loads 4 vec4s of gy (one per channel) and one new vec4
-//    of its input row, and forms the shifted inputs of every tap by register shuffles:
-//    5 loads per 16*taps multiply-adds;
-//  * KW, S and the tap count TN are pipeline constants, so the tap loops unroll.
+//  * per 4 output columns the invocation loads 4 vec4s of gy (one per output channel, shared by
+//    its RW rows) and one new vec4 of each input row, and forms the shifted inputs of every tap by
+//    register shuffles: 4 + RW loads per 16*RW*taps multiply-adds (9 per 400 for 5x5, RW = 5);
+//  * KW, S and the tap count TN are pipeline constants, so the tap loops unroll. RW is a plain
+//    constant that the op rewrites in the source text: llvmpipe keeps a private array in memory
+//    (about 2x slower) unless the loops use all of it, so the register arrays are sized exactly.
 
 override KW: u32 = 5u; // kernel width
 override S: u32 = 1u; // stride (= column phases of xq)
 override TN: u32 = 5u; // taps per invocation: min(8, ceil(KW / S))
+const RW = 5u; // (c, ky) rows per invocation; rewritten by the op (see the header)
+const MAX_TN = 8u;
 
 struct Params {
   C: u32,
@@ -55,51 +59,70 @@ fn weight_grad(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
                @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = (wid.x + wid.y * nwg.x) * 64u + lid;
   if (i >= p.total) { return; }
-  let ky = i % p.KH;
-  let c = (i / p.KH) % p.C;
-  let ph = (i / (p.KH * p.C)) % S;
-  let mb = (i / (p.KH * p.C * S)) % p.nMB;
-  let ob = (i / (p.KH * p.C * S * p.nMB)) % p.nOB;
-  let g = i / (p.KH * p.C * S * p.nMB * p.nOB);
+  // item = (group, o block, tap block, phase, block of RW consecutive (c, ky) rows)
+  let nRB = (p.C * p.KH + RW - 1u) / RW;
+  let rb = i % nRB;
+  let ph = (i / nRB) % S;
+  let mb = (i / (nRB * S)) % p.nMB;
+  let ob = (i / (nRB * S * p.nMB)) % p.nOB;
+  let g = i / (nRB * S * p.nMB * p.nOB);
   let o0 = ob * 4u;
   let oLast = p.O - 1u;
+  let lastRow = p.C * p.KH - 1u;
   // vec4s in the input window of 4 outputs x TN taps
   let R = (TN + 6u) / 4u;
 
-  var acc: array<vec4<f32>, 8>;
+  var acc: array<array<vec4<f32>, MAX_TN>, RW>;
   let nEnd = min(p.N, (g + 1u) * p.perGroup);
   for (var n = g * p.perGroup; n < nEnd; n++) {
     let gPlane = n * p.O;
     for (var oy = 0u; oy < p.OH; oy++) {
-      let xrow = (((n * p.C + c) * p.Hq + oy * S + ky) * S + ph) * p.Wq4 + mb * 2u;
+      var xrow: array<u32, RW>;
+      for (var k = 0u; k < RW; k++) {
+        let q = min(rb * RW + k, lastRow); // rows past the end repeat the last (not written)
+        let c = q / p.KH;
+        let ky = q % p.KH;
+        xrow[k] = (((n * p.C + c) * p.Hq + oy * S + ky) * S + ph) * p.Wq4 + mb * 2u;
+      }
       let g0b = ((gPlane + min(o0, oLast)) * p.OH + oy) * p.OW4;
       let g1b = ((gPlane + min(o0 + 1u, oLast)) * p.OH + oy) * p.OW4;
       let g2b = ((gPlane + min(o0 + 2u, oLast)) * p.OH + oy) * p.OW4;
       let g3b = ((gPlane + min(o0 + 3u, oLast)) * p.OH + oy) * p.OW4;
-      var r: array<vec4<f32>, 4>;
-      for (var q = 0u; q + 1u < R; q++) { r[q] = xq[xrow + q]; }
+      var r: array<array<vec4<f32>, 4>, RW>;
+      for (var k = 0u; k < RW; k++) {
+        for (var q = 0u; q + 1u < R; q++) { r[k][q] = xq[xrow[k] + q]; }
+      }
       for (var jq = 0u; jq < p.OW4; jq++) {
-        r[R - 1u] = xq[xrow + jq + R - 1u];
         let gv0 = gq[g0b + jq];
         let gv1 = gq[g1b + jq];
         let gv2 = gq[g2b + jq];
         let gv3 = gq[g3b + jq];
-        for (var t = 0u; t < TN; t++) {
-          let v = shifted(r[t / 4u], r[t / 4u + 1u], t % 4u);
-          acc[t] += vec4(dot(gv0, v), dot(gv1, v), dot(gv2, v), dot(gv3, v));
+        for (var k = 0u; k < RW; k++) {
+          r[k][R - 1u] = xq[xrow[k] + jq + R - 1u];
+          for (var t = 0u; t < TN; t++) {
+            let v = shifted(r[k][t / 4u], r[k][t / 4u + 1u], t % 4u);
+            acc[k][t] += vec4(dot(gv0, v), dot(gv1, v), dot(gv2, v), dot(gv3, v));
+          }
+          for (var q = 0u; q + 1u < R; q++) { r[k][q] = r[k][q + 1u]; }
         }
-        for (var q = 0u; q + 1u < R; q++) { r[q] = r[q + 1u]; }
       }
     }
   }
 
   let base = g * p.wsize;
-  for (var t = 0u; t < TN; t++) {
-    let kx = ph + (mb * 8u + t) * S;
-    if (kx < KW) {
-      for (var k = 0u; k < 4u; k++) {
-        let o = o0 + k;
-        if (o < p.O) { part[base + ((o * p.C + c) * p.KH + ky) * KW + kx] = acc[t][k]; }
+  for (var k = 0u; k < RW; k++) {
+    let q = rb * RW + k;
+    if (q <= lastRow) {
+      let c = q / p.KH;
+      let ky = q % p.KH;
+      for (var t = 0u; t < TN; t++) {
+        let kx = ph + (mb * 8u + t) * S;
+        if (kx < KW) {
+          for (var j = 0u; j < 4u; j++) {
+            let o = o0 + j;
+            if (o < p.O) { part[base + ((o * p.C + c) * p.KH + ky) * KW + kx] = acc[k][t][j]; }
+          }
+        }
       }
     }
   }

@@ -10,9 +10,10 @@
  * the weights are relaid out and copied into a 64 KiB uniform buffer owned by this module (one
  * dispatch per chunk when they do not fit), and a register-blocked direct kernel computes the
  * output. The gradient of the input is the same kernel applied to the gradient of the output,
- * dilated by the stride and padded by `k − 1 − p`, with flipped, transposed weights (for stride
- * `s > 1` this spends `s²` times the necessary multiply-adds on inserted zeros). The gradient of
- * the weights is a split reduction over groups of images followed by a sum over the groups.
+ * dilated by the stride and padded by `k − 1 − p`, with flipped, transposed weights (the kernel
+ * skips the all-zero rows; for stride `s > 1` it still spends `s` times the necessary
+ * multiply-adds on the inserted zero columns). The gradient of the weights is a split reduction
+ * over groups of images followed by a sum over the groups.
  *
  * Every op only queues GPU work (no readback) and frees its temporaries.
  *
@@ -51,19 +52,37 @@ const PREPARE_WEIGHT: Kernel = {
 const BIAS_GRAD: Kernel = { name: "conv2d.bias_grad", code: bwdSrc, entryPoint: "bias_grad" };
 const REDUCE: Kernel = { name: "conv2d.reduce_groups", code: bwdSrc, entryPoint: "reduce_groups" };
 
-function forwardKernel(kw: number, s: number, ob: number, pv: number): Kernel {
+function forwardKernel(
+  kw: number,
+  s: number,
+  ob: number,
+  pv: number,
+  d: number,
+  vec4Stores: boolean,
+): Kernel {
+  const entryPoint = vec4Stores ? "forward_vec4" : "forward";
   return {
-    name: "conv2d.forward",
+    name: `conv2d.${entryPoint}`,
     code: fwdSrc,
-    entryPoint: "forward",
-    constants: { KW: kw, S: s, OB: ob, PV: pv },
+    entryPoint,
+    constants: { KW: kw, S: s, OB: ob, PV: pv, D: d },
   };
 }
 
+/**
+ * (c, ky) rows per invocation of the weight-gradient kernel: 5 (measured best for 5-wide
+ * kernels), 3 when more than 5 taps per row would make too many accumulators. The kernel source
+ * is specialised by rewriting its `const RW` (register arrays must be sized exactly).
+ */
+function weightGradRows(tn: number): number {
+  return tn <= 5 ? 5 : 3;
+}
+
 function weightGradKernel(kw: number, s: number, tn: number): Kernel {
+  const rw = weightGradRows(tn);
   return {
-    name: "conv2d.weight_grad",
-    code: bwdSrc,
+    name: `conv2d.weight_grad.rw${rw}`,
+    code: bwdSrc.replace("const RW = 5u;", `const RW = ${rw}u;`),
     entryPoint: "weight_grad",
     constants: { KW: kw, S: s, TN: tn },
   };
@@ -279,8 +298,14 @@ function convolve(
 
   const y = Tensor.empty([N, Oc, OH, OW]);
   const ubo = weightBuffer();
-  const kernel = forwardKernel(KW, S, ob, pv);
-  const total = N * OH * nXB;
+  const kernel = forwardKernel(KW, S, ob, pv, planes.D, OW % 4 === 0);
+  const NB = Math.min(N, Math.ceil(8 / nXB));
+  const total = Math.ceil(N / NB) * NB * OH * nXB;
+  // Rows of xq that hold input: from the first row r >= 0 with r ≡ padT (mod D) to one past the
+  // last input row; the kernel skips the all-zero rows outside (and between, when dilated).
+  const { D, padT } = planes;
+  const rowLo = padT >= 0 ? padT : ((padT % D) + D) % D;
+  const rowHi = Math.max(rowLo, Math.min(Hq, padT + (planes.H - 1) * D + 1));
   for (let oc = 0; oc < nOC; oc++) {
     for (let cc = 0; cc < nCC; cc++) {
       copyBuffer(wt.buffer, ubo, chunk * 4, (oc * nCC + cc) * chunk * 4, 0);
@@ -310,6 +335,10 @@ function convolve(
             nXB,
             total,
             mode,
+            N,
+            NB,
+            rowLo,
+            rowHi,
           ],
         },
         groups(total, 64) * nOB,
@@ -441,7 +470,7 @@ export function conv2dBackwardWeight(
   const gq = prepareInput(gy, N * O, OH, OW, OH, 1, OW4, 0, 0, 1);
 
   const nOB = Math.ceil(O / 4);
-  const perGroupItems = nOB * C * KH * S * nMB;
+  const perGroupItems = nOB * Math.ceil((C * KH) / weightGradRows(TN)) * S * nMB;
   // Enough invocations to keep every core busy, at least a few images per group when possible.
   const G = Math.max(1, Math.min(N, Math.ceil(2048 / perGroupItems)));
   const perGroup = Math.ceil(N / G);

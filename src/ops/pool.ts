@@ -11,7 +11,7 @@
  */
 
 import src from "../../kernels/pool.wgsl" with { type: "text" };
-import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { clearBuffer, dispatch, groups, type Kernel } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 
 /** Window size and stride of a pooling layer. */
@@ -22,11 +22,9 @@ export interface Pool2dOptions {
   stride?: number;
 }
 
-const k = (entryPoint: string): Kernel => ({ name: `pool.${entryPoint}`, code: src, entryPoint });
-const MAX_FORWARD = k("max_forward");
-const MAX_BACKWARD = k("max_backward");
-const AVG_FORWARD = k("avg_forward");
-const AVG_BACKWARD = k("avg_backward");
+function kernel(entryPoint: string, g: PoolGeometry): Kernel {
+  return { name: `pool.${entryPoint}`, code: src, entryPoint, constants: { K: g.K, S: g.S } };
+}
 
 interface PoolGeometry {
   N: number;
@@ -68,8 +66,41 @@ function expectType(op: string, name: string, t: Tensor, dtype: "f32" | "u32"): 
   if (t.dtype !== dtype) throw new RangeError(`${op}: ${name} must be ${dtype}, got ${t.dtype}`);
 }
 
-function params(g: PoolGeometry, total: number): { u32: number[] } {
-  return { u32: [total, g.H, g.W, g.OH, g.OW, g.K, g.S] };
+function params(g: PoolGeometry, rows: number): { u32: number[] } {
+  return { u32: [rows, g.H, g.W, g.OH, g.OW] };
+}
+
+/**
+ * Queues the backward pass of either pooling into a new gx: per window row when windows do not
+ * overlap (after zeroing gx if some inputs lie in no window), else gathering per input row.
+ */
+function backward(
+  kind: "max" | "avg",
+  g: PoolGeometry,
+  inputShape: readonly number[],
+  buffers: GPUBuffer[],
+): Tensor {
+  const gx = Tensor.empty(inputShape);
+  const planes = g.N * g.C;
+  if (g.S >= g.K) {
+    if (g.S !== g.K || g.OH * g.K !== g.H || g.OW * g.K !== g.W) clearBuffer(gx.buffer, gx.bytes);
+    const rows = planes * g.OH;
+    dispatch(
+      kernel(`${kind}_backward_windows`, g),
+      [...buffers, gx.buffer],
+      params(g, rows),
+      groups(rows, 64),
+    );
+  } else {
+    const rows = planes * g.H;
+    dispatch(
+      kernel(`${kind}_backward_gather`, g),
+      [...buffers, gx.buffer],
+      params(g, rows),
+      groups(rows, 64),
+    );
+  }
+  return gx;
 }
 
 /**
@@ -88,11 +119,12 @@ export function maxPool2d(x: Tensor, opts: Pool2dOptions): { y: Tensor; argmax: 
   const shape = [g.N, g.C, g.OH, g.OW];
   const y = Tensor.empty(shape);
   const argmax = Tensor.empty(shape, "u32");
+  const rows = g.N * g.C * g.OH;
   dispatch(
-    MAX_FORWARD,
+    kernel("max_forward", g),
     [x.buffer, y.buffer, argmax.buffer],
-    params(g, y.size),
-    groups(y.size, 256),
+    params(g, rows),
+    groups(rows, 64),
   );
   return { y, argmax };
 }
@@ -120,14 +152,7 @@ export function maxPool2dBackward(
   expectType(op, "argmax", argmax, "u32");
   expectShape(op, "gy", gy, outShape);
   expectShape(op, "argmax", argmax, outShape);
-  const gx = Tensor.empty(inputShape);
-  dispatch(
-    MAX_BACKWARD,
-    [gy.buffer, argmax.buffer, gx.buffer],
-    params(g, gx.size),
-    groups(gx.size, 256),
-  );
-  return gx;
+  return backward("max", g, inputShape, [gy.buffer, argmax.buffer]);
 }
 
 /**
@@ -142,7 +167,8 @@ export function avgPool2d(x: Tensor, opts: Pool2dOptions): Tensor {
   expectType(op, "input", x, "f32");
   const g = geometry(op, x.shape, opts);
   const y = Tensor.empty([g.N, g.C, g.OH, g.OW]);
-  dispatch(AVG_FORWARD, [x.buffer, y.buffer], params(g, y.size), groups(y.size, 256));
+  const rows = g.N * g.C * g.OH;
+  dispatch(kernel("avg_forward", g), [x.buffer, y.buffer], params(g, rows), groups(rows, 64));
   return y;
 }
 
@@ -164,7 +190,5 @@ export function avgPool2dBackward(
   const g = geometry(op, inputShape, opts);
   expectType(op, "gy", gy, "f32");
   expectShape(op, "gy", gy, [g.N, g.C, g.OH, g.OW]);
-  const gx = Tensor.empty(inputShape);
-  dispatch(AVG_BACKWARD, [gy.buffer, gx.buffer], params(g, gx.size), groups(gx.size, 256));
-  return gx;
+  return backward("avg", g, inputShape, [gy.buffer]);
 }
