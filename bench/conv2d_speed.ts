@@ -2,16 +2,22 @@
  * Conv2d throughput on the adapter at hand: forward, backward-to-input and backward-to-weights
  * for the LeNet-5 convolutions and a 16 -> 32 channel 5x5 layer, batch 256.
  *
- * Run: `deno run -A bench/conv2d_speed.ts [reps]`. Prints GFLOP/s with
- * flops = 2·N·O·OH·OW·C·kH·kW per pass (wall time, after a warm-up, awaiting the GPU).
+ * Run: `deno run -A bench/conv2d_speed.ts [seconds per measurement, default 1]`. Prints GFLOP/s
+ * with flops = 2·N·O·OH·OW·C·kH·kW per pass, from wall time (after a warm-up, awaiting the GPU)
+ * and, since llvmpipe runs on the CPU and the machine may be shared, also from the process's CPU
+ * time spread over all cores ("cpu"): the rate the same work would reach with every core free.
  */
+
+import process from "node:process";
+import { availableParallelism } from "node:os";
 
 import { conv2d, conv2dBackwardInput, conv2dBackwardWeight } from "../src/ops/conv2d.ts";
 import { initGpu, syncGpu } from "../src/gpu/runtime.ts";
 import { Tensor } from "../src/tensor.ts";
 
 const ctx = await initGpu();
-const reps = Number(Deno.args[0] ?? 5);
+const seconds = Number(Deno.args[0] ?? 1);
+const cores = availableParallelism();
 
 interface Case {
   name: string;
@@ -37,16 +43,22 @@ function fill(n: number, seed: number): Float32Array {
   return a;
 }
 
-async function time(f: () => Tensor): Promise<number> {
+/** Milliseconds per call: wall time and process CPU time divided by the core count. */
+async function time(f: () => Tensor): Promise<{ wall: number; cpu: number }> {
+  const t = performance.now();
   f().dispose(); // warm-up: compiles the pipelines and fills the buffer pool
   await syncGpu();
+  const reps = Math.max(3, Math.ceil((seconds * 1000) / (performance.now() - t)));
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < reps; i++) f().dispose();
   await syncGpu();
-  return (performance.now() - t0) / reps;
+  const wall = (performance.now() - t0) / reps;
+  const c = process.cpuUsage(c0);
+  return { wall, cpu: (c.user + c.system) / 1000 / cores / reps };
 }
 
-console.log(`adapter: ${ctx.description}; ${reps} repetitions after one warm-up`);
+console.log(`adapter: ${ctx.description}; ${cores} cores; ~${seconds} s per measurement`);
 for (const c of cases) {
   const [N, C, H, W] = c.x;
   const OH = H + 2 * c.padding - c.k + 1;
@@ -65,8 +77,12 @@ for (const c of cases) {
       ["backward-weight", () => conv2dBackwardWeight(x, gy, wShape, opts)],
     ] as const
   ) {
-    const ms = await time(f);
-    row.push(`${pass} ${ms.toFixed(1)} ms = ${(flops / ms / 1e6).toFixed(2)} GFLOP/s`);
+    const { wall, cpu } = await time(f);
+    const rate = (ms: number) => (flops / ms / 1e6).toFixed(2);
+    row.push(
+      `${pass.padEnd(15)} ${wall.toFixed(1)} ms = ${rate(wall)} GFLOP/s ` +
+        `(cpu ${cpu.toFixed(1)} ms = ${rate(cpu)} GFLOP/s)`,
+    );
   }
   console.log(`${c.name} (${(flops / 1e9).toFixed(3)} GFLOP per pass)\n  ${row.join("\n  ")}`);
   x.dispose();

@@ -38,15 +38,17 @@ override PV: u32 = 2u; // vec4 groups of outputs per invocation (4*PV outputs of
 
 // ---------------------------------------------------------------------------------------------
 // prepare_input: src [planes, H, W] -> xq [planes, Hq, S, Wq4 * 4] (vec4 elements), where
-//   xq[pl, r, ph, j] = src[pl, (r - padT) / D, (j*S + ph - padL) / D] when both divisions are
-//   exact and in range, else 0. D > 1 dilates (inserts D-1 zeros between inputs), which turns the
-//   strided backward-to-input pass into a stride-1 convolution. Pads may be negative (crop).
-// One invocation writes one row of one phase; D is a pipeline constant (division by a constant).
+//   xq[pl, padT + iy*D, ph, j] = src[pl, iy, (j*S + ph - padL) / D] when the division is exact and
+//   in range, else 0. D > 1 dilates (inserts D-1 zeros between inputs), which turns the strided
+//   backward-to-input pass into a stride-1 convolution. Pads may be negative (crop).
+// One invocation writes one input row (all its phases' columns, padding included). Rows of xq
+// that hold no input row are not written: the forward kernel never reads them, and the op clears
+// xq first where another kernel does. D is a pipeline constant (division by a constant).
 
 override D: u32 = 1u;
 
 struct PrepParams {
-  rows: u32, // planes * Hq * phases
+  rows: u32, // planes * nRows * phases
   H: u32,
   W: u32,
   Hq: u32,
@@ -54,44 +56,67 @@ struct PrepParams {
   phases: u32,
   padT: u32, // bitcast i32
   padL: u32, // bitcast i32
+  iy0: u32, // first source row that lands in xq
+  nRows: u32, // source rows that land in xq
 }
 
 @group(0) @binding(0) var<uniform> pp: PrepParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> xq_out: array<vec4<f32>>;
 
-// The source index of padded, dilated position `pos`, or -1 for an inserted zero.
-fn undilate(pos: i32, extent: u32) -> i32 {
-  if (pos < 0 || u32(pos) % D != 0u) { return -1; }
-  let v = u32(pos) / D;
-  return select(-1, i32(v), v < extent);
+struct PrepRow {
+  valid: bool,
+  src0: u32, // index of the source row's first element
+  out0: u32, // index of the xq row's first vec4
+  ph: u32,
+}
+
+fn prep_row(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) -> PrepRow {
+  let i = (wid.x + wid.y * nwg.x) * 64u + lid;
+  let ph = i % pp.phases;
+  let iy = pp.iy0 + (i / pp.phases) % pp.nRows;
+  let pl = i / (pp.phases * pp.nRows);
+  let r = u32(bitcast<i32>(pp.padT) + i32(iy * D));
+  return PrepRow(i < pp.rows, (pl * pp.H + iy) * pp.W, ((pl * pp.Hq + r) * pp.phases + ph) * pp.Wq4,
+                 ph);
 }
 
 @compute @workgroup_size(64)
 fn prepare_input(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = (wid.x + wid.y * nwg.x) * 64u + lid;
-  if (i >= pp.rows) { return; }
-  let ph = i % pp.phases;
-  let r = (i / pp.phases) % pp.Hq;
-  let pl = i / (pp.phases * pp.Hq);
-  let out0 = i * pp.Wq4;
-  let iy = undilate(i32(r) - bitcast<i32>(pp.padT), pp.H);
-  if (iy < 0) {
-    for (var jq = 0u; jq < pp.Wq4; jq++) { xq_out[out0 + jq] = vec4<f32>(0.0); }
-    return;
-  }
-  let rowBase = (pl * pp.H + u32(iy)) * pp.W;
+  let pr = prep_row(lid, wid, nwg);
+  if (!pr.valid) { return; }
   // padded column of element k of vec4 jq: (jq*4 + k)*phases + ph
-  let col0 = i32(ph) - bitcast<i32>(pp.padL);
+  let col0 = i32(pr.ph) - bitcast<i32>(pp.padL);
   let step = i32(pp.phases);
   for (var jq = 0u; jq < pp.Wq4; jq++) {
     var v = vec4<f32>(0.0);
     for (var k = 0u; k < 4u; k++) {
-      let ix = undilate(col0 + i32(jq * 4u + k) * step, pp.W);
-      if (ix >= 0) { v[k] = src[rowBase + u32(ix)]; }
+      let pos = col0 + i32(jq * 4u + k) * step;
+      let ix = u32(pos) / D;
+      if (pos >= 0 && u32(pos) % D == 0u && ix < pp.W) { v[k] = src[pr.src0 + ix]; }
     }
-    xq_out[out0 + jq] = v;
+    xq_out[pr.out0 + jq] = v;
+  }
+}
+
+// The same for D = 1, one phase, padL and W multiples of 4: whole aligned vec4 copies.
+@group(0) @binding(1) var<storage, read> src4: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn prepare_input_vec4(@builtin(local_invocation_index) lid: u32,
+                      @builtin(workgroup_id) wid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+  let pr = prep_row(lid, wid, nwg);
+  if (!pr.valid) { return; }
+  let lead = bitcast<i32>(pp.padL) / 4;
+  let w4 = i32(pp.W / 4u);
+  let s0 = pr.src0 / 4u;
+  for (var jq = 0u; jq < pp.Wq4; jq++) {
+    let sj = i32(jq) - lead;
+    var v = vec4<f32>(0.0);
+    if (sj >= 0 && sj < w4) { v = src4[s0 + u32(sj)]; }
+    xq_out[pr.out0 + jq] = v;
   }
 }
 

@@ -22,7 +22,14 @@
 
 import fwdSrc from "../../kernels/conv2d.wgsl" with { type: "text" };
 import bwdSrc from "../../kernels/conv2d_backward_weight.wgsl" with { type: "text" };
-import { copyBuffer, dispatch, gpuContext, groups, type Kernel } from "../gpu/runtime.ts";
+import {
+  clearBuffer,
+  copyBuffer,
+  dispatch,
+  gpuContext,
+  groups,
+  type Kernel,
+} from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 
 /** Stride and zero padding of a convolution (both square). */
@@ -36,13 +43,9 @@ export interface Conv2dOptions {
 /** Floats in the uniform buffer that holds one chunk of weights (64 KiB). */
 const UNIFORM_FLOATS = 16384;
 
-function prepareInputKernel(d: number): Kernel {
-  return {
-    name: "conv2d.prepare_input",
-    code: fwdSrc,
-    entryPoint: "prepare_input",
-    constants: { D: d },
-  };
+function prepareInputKernel(d: number, vec4: boolean): Kernel {
+  const entryPoint = vec4 ? "prepare_input_vec4" : "prepare_input";
+  return { name: `conv2d.${entryPoint}`, code: fwdSrc, entryPoint, constants: { D: d } };
 }
 const PREPARE_WEIGHT: Kernel = {
   name: "conv2d.prepare_weight",
@@ -208,7 +211,8 @@ function pickBlock(O: number, OW: number, K: number): { ob: number; pv: number }
 
 /**
  * Queues `prepare_input`: `src` planes [planes, H, W] -> [planes, Hq, phases, Wq4 * 4], padding
- * materialised, optional dilation D.
+ * materialised, optional dilation D. Rows of the result that hold no source row are zeroed only
+ * when `clearRows` (the forward kernel skips them).
  */
 function prepareInput(
   src: Tensor,
@@ -221,13 +225,21 @@ function prepareInput(
   padT: number,
   padL: number,
   D: number,
+  clearRows: boolean,
 ): Tensor {
   const out = Tensor.empty([planes * Hq * phases * Wq4 * 4]);
-  const rows = planes * Hq * phases;
+  // source rows iy with 0 <= padT + iy*D < Hq
+  const iy0 = padT >= 0 ? 0 : Math.ceil(-padT / D);
+  const iy1 = Math.min(H, Math.floor((Hq - 1 - padT) / D) + 1);
+  const nRows = Math.max(0, iy1 - iy0);
+  const everyRow = D === 1 && padT <= 0 && nRows === Hq;
+  if (clearRows && !everyRow) clearBuffer(out.buffer, out.bytes);
+  const rows = planes * nRows * phases;
+  const vec4 = D === 1 && phases === 1 && padL % 4 === 0 && W % 4 === 0;
   dispatch(
-    prepareInputKernel(D),
+    prepareInputKernel(D, vec4),
     [src.buffer, out.buffer],
-    { u32: [rows, H, W, Hq, Wq4, phases, padT >>> 0, padL >>> 0] },
+    { u32: [rows, H, W, Hq, Wq4, phases, padT >>> 0, padL >>> 0, iy0, nRows] },
     groups(rows, 64),
   );
   return out;
@@ -268,6 +280,7 @@ function convolve(
     planes.padT,
     planes.padL,
     planes.D,
+    false,
   );
 
   // Weight chunks of NBC blocks of `ob` output channels (SW floats per tap and block) for CCH
@@ -466,8 +479,8 @@ export function conv2dBackwardWeight(
   const OW4 = Math.ceil(OW / 4);
   const Hq = (OH - 1) * S + KH;
   const Wq4 = 2 * (nMB - 1) + OW4 + R - 1;
-  const xq = prepareInput(x, N * C, g.H, g.W, Hq, S, Wq4, g.P, g.P, 1);
-  const gq = prepareInput(gy, N * O, OH, OW, OH, 1, OW4, 0, 0, 1);
+  const xq = prepareInput(x, N * C, g.H, g.W, Hq, S, Wq4, g.P, g.P, 1, true);
+  const gq = prepareInput(gy, N * O, OH, OW, OH, 1, OW4, 0, 0, 1, false);
 
   const nOB = Math.ceil(O / 4);
   const perGroupItems = nOB * Math.ceil((C * KH) / weightGradRows(TN)) * S * nMB;
