@@ -56,3 +56,10 @@ export function assertClose(
     );
   }
 }
+
+/** Asserts `|actual - expected| <= tol`. */
+export function assertNear(actual: number, expected: number, tol: number, label = ""): void {
+  if (!(Math.abs(actual - expected) <= tol)) {
+    throw new Error(`${label}: ${actual} is not within ${tol} of ${expected}`);
+  }
+}

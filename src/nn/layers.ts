@@ -1,0 +1,237 @@
+/**
+ * Layers and a sequential container that can run from any layer onward.
+ *
+ * All layers are NCHW f32. Parameters are named as PyTorch names them inside a module
+ * (`weight`, `bias`), so a checkpoint key is `<layer name>.<param>`, e.g. `conv1.weight`.
+ *
+ * @module
+ */
+
+import * as F from "../autograd/functions.ts";
+import { Tensor } from "../tensor.ts";
+import type { Rng } from "../random.ts";
+
+/** A named trainable tensor. */
+export interface Parameter {
+  /** Checkpoint key, e.g. `"fc2.weight"`. */
+  name: string;
+  /** The value; `requiresGrad` is set while training. */
+  value: Tensor;
+}
+
+/** One layer of a {@link Sequential} model. */
+export interface Layer {
+  /** Layer kind, e.g. `"conv2d"`, `"linear"`, `"relu"`. */
+  readonly kind: string;
+  /** Runs the layer (recording on the active tape, if any). */
+  forward(x: Tensor): Tensor;
+  /** Trainable tensors, keyed by parameter name (`weight`, `bias`). */
+  params(): Record<string, Tensor>;
+  /** Output shape for an input shape (batch dimension included). */
+  outputShape(inShape: readonly number[]): number[];
+}
+
+/**
+ * He (Kaiming) normal initialisation: weights ~ N(0, 2 / fanIn), biases zero
+ * (He et al., "Delving Deep into Rectifiers", 2015).
+ */
+function heNormal(shape: number[], fanIn: number, rng: Rng): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  rng.fillNormal(data, 0, Math.sqrt(2 / fanIn));
+  return Tensor.from(data, shape);
+}
+
+/** 2-D convolution layer: weight [outChannels, inChannels, kernelSize, kernelSize], bias [outChannels]. */
+export class Conv2d implements Layer {
+  readonly kind = "conv2d";
+  weight: Tensor;
+  bias: Tensor;
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernelSize: number,
+    rng: Rng,
+    readonly stride = 1,
+    readonly padding = 0,
+  ) {
+    const fanIn = inChannels * kernelSize * kernelSize;
+    this.weight = heNormal([outChannels, inChannels, kernelSize, kernelSize], fanIn, rng);
+    this.bias = Tensor.zeros([outChannels]);
+  }
+  forward(x: Tensor): Tensor {
+    return F.conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding });
+  }
+  params(): Record<string, Tensor> {
+    return { weight: this.weight, bias: this.bias };
+  }
+  outputShape([n, _c, h, w]: readonly number[]): number[] {
+    const o = (s: number) => Math.floor((s + 2 * this.padding - this.kernelSize) / this.stride) + 1;
+    return [n, this.outChannels, o(h), o(w)];
+  }
+}
+
+/** Fully connected layer `y = x·Wᵀ + b`: weight [outFeatures, inFeatures], bias [outFeatures]. */
+export class Linear implements Layer {
+  readonly kind = "linear";
+  weight: Tensor;
+  bias: Tensor;
+  constructor(readonly inFeatures: number, readonly outFeatures: number, rng: Rng) {
+    this.weight = heNormal([outFeatures, inFeatures], inFeatures, rng);
+    this.bias = Tensor.zeros([outFeatures]);
+  }
+  forward(x: Tensor): Tensor {
+    return F.linear(x, this.weight, this.bias);
+  }
+  params(): Record<string, Tensor> {
+    return { weight: this.weight, bias: this.bias };
+  }
+  outputShape([n]: readonly number[]): number[] {
+    return [n, this.outFeatures];
+  }
+}
+
+/** `max(x, 0)`. */
+export class ReLU implements Layer {
+  readonly kind = "relu";
+  forward(x: Tensor): Tensor {
+    return F.relu(x);
+  }
+  params(): Record<string, Tensor> {
+    return {};
+  }
+  outputShape(s: readonly number[]): number[] {
+    return [...s];
+  }
+}
+
+abstract class Pool implements Layer {
+  abstract readonly kind: string;
+  constructor(readonly kernelSize: number, readonly stride = kernelSize) {}
+  abstract forward(x: Tensor): Tensor;
+  params(): Record<string, Tensor> {
+    return {};
+  }
+  outputShape([n, c, h, w]: readonly number[]): number[] {
+    const o = (s: number) => Math.floor((s - this.kernelSize) / this.stride) + 1;
+    return [n, c, o(h), o(w)];
+  }
+}
+
+/** Max pooling, no padding. */
+export class MaxPool2d extends Pool {
+  readonly kind = "maxpool2d";
+  forward(x: Tensor): Tensor {
+    return F.maxPool2d(x, { kernelSize: this.kernelSize, stride: this.stride });
+  }
+}
+
+/** Average pooling, no padding. */
+export class AvgPool2d extends Pool {
+  readonly kind = "avgpool2d";
+  forward(x: Tensor): Tensor {
+    return F.avgPool2d(x, { kernelSize: this.kernelSize, stride: this.stride });
+  }
+}
+
+/** [N, C, H, W] → [N, C·H·W] as a view (no copy). */
+export class Flatten implements Layer {
+  readonly kind = "flatten";
+  forward(x: Tensor): Tensor {
+    return F.reshape(x, [x.shape[0], x.size / x.shape[0]]);
+  }
+  params(): Record<string, Tensor> {
+    return {};
+  }
+  outputShape(s: readonly number[]): number[] {
+    return [s[0], s.slice(1).reduce((a, b) => a * b, 1)];
+  }
+}
+
+/** Options of {@link Sequential.run}. */
+export interface RunOptions {
+  /** Index or name of the first layer to run (default 0). */
+  from?: number | string;
+  /** Index or name of the last layer to run, inclusive (default the last layer). */
+  to?: number | string;
+  /** Names of layers whose outputs to return in `captured`. */
+  capture?: readonly string[];
+}
+
+/** An ordered list of named layers. */
+export class Sequential {
+  constructor(
+    /** Architecture name, e.g. `"lenet5"`; stored in checkpoints. */
+    readonly arch: string,
+    /** Input shape without the batch dimension, e.g. `[1, 32, 32]`. */
+    readonly inputShape: readonly number[],
+    readonly layers: readonly { name: string; layer: Layer }[],
+  ) {}
+
+  /** The index of a layer given by index or name. @throws {RangeError} if unknown. */
+  indexOf(layer: number | string): number {
+    const i = typeof layer === "number" ? layer : this.layers.findIndex((l) => l.name === layer);
+    if (i < 0 || i >= this.layers.length) {
+      throw new RangeError(
+        `no layer ${JSON.stringify(layer)} in ${this.arch}; layers: ${
+          this.layers.map((l) => l.name).join(", ")
+        }`,
+      );
+    }
+    return i;
+  }
+
+  /** Logits for x: [N, ...inputShape] → [N, classes]. */
+  forward(x: Tensor): Tensor {
+    return this.run(x).y;
+  }
+
+  /**
+   * Runs layers `from`..`to` (inclusive) on x, which must be the input of layer `from`
+   * (e.g. a sampled pre-activation of fc2 for "the rest of the teacher after fc2").
+   */
+  run(x: Tensor, opts: RunOptions = {}): { y: Tensor; captured: Map<string, Tensor> } {
+    const from = this.indexOf(opts.from ?? 0);
+    const to = this.indexOf(opts.to ?? this.layers.length - 1);
+    const captured = new Map<string, Tensor>();
+    let y = x;
+    for (let i = from; i <= to; i++) {
+      const { name, layer } = this.layers[i];
+      y = layer.forward(y);
+      if (opts.capture?.includes(name)) captured.set(name, y);
+    }
+    return { y, captured };
+  }
+
+  /** Every parameter with its checkpoint key, in layer order. */
+  parameters(): Parameter[] {
+    const out: Parameter[] = [];
+    for (const { name, layer } of this.layers) {
+      for (const [p, value] of Object.entries(layer.params())) {
+        out.push({ name: `${name}.${p}`, value });
+      }
+    }
+    return out;
+  }
+
+  /** Total number of scalar parameters. */
+  parameterCount(): number {
+    return this.parameters().reduce((a, p) => a + p.value.size, 0);
+  }
+
+  /** Sets `requiresGrad` on every parameter (true to train, false to freeze). */
+  setTrainable(trainable: boolean): void {
+    for (const p of this.parameters()) p.value.requiresGrad = trainable;
+  }
+
+  /** Output shape of each layer for a batch of n. */
+  shapes(n = 1): { name: string; shape: number[] }[] {
+    let s = [n, ...this.inputShape];
+    return this.layers.map(({ name, layer }) => ({ name, shape: s = layer.outputShape(s) }));
+  }
+
+  /** Frees every parameter. */
+  dispose(): void {
+    for (const p of this.parameters()) p.value.dispose();
+  }
+}

@@ -1,0 +1,197 @@
+/**
+ * Supervised training of a classifier with cross-entropy (used for teachers), and evaluation.
+ *
+ * A step is queued GPU work only: upload the batch, forward, backward, Adam. The loss is read back
+ * every `logEvery` steps, never inside a step.
+ *
+ * @module
+ */
+
+import { crossEntropyLoss } from "../autograd/functions.ts";
+import { noGrad, Tape } from "../autograd/tape.ts";
+import { accumulate, correctCount } from "../ops/metrics.ts";
+import { Rng } from "../random.ts";
+import { Tensor, tidy } from "../tensor.ts";
+import type { Sequential } from "./layers.ts";
+import { Adam, cosineLr } from "./optim.ts";
+
+/** Images and integer labels in host memory. */
+export interface LabelledImages {
+  /** [count, ...inputShape] f32, pixels in [0, 1]. */
+  images: Float32Array;
+  /** [count] class indices. */
+  labels: Uint32Array;
+  count: number;
+}
+
+/** Progress of a training run, reported every `logEvery` steps. */
+export interface TrainProgress {
+  epoch: number;
+  epochs: number;
+  step: number;
+  steps: number;
+  /** Mean cross-entropy of the last read batch. */
+  loss: number;
+}
+
+/** Options of {@link trainClassifier}. */
+export interface TrainClassifierOptions {
+  epochs: number;
+  batchSize: number;
+  /** Peak Adam learning rate, decayed by a cosine schedule to 1% of it. */
+  lr: number;
+  seed: number;
+  weightDecay?: number;
+  /** Random ±2-pixel shifts (and horizontal flips when `flip`) of each training batch. */
+  augment?: boolean;
+  flip?: boolean;
+  logEvery?: number;
+  onProgress?: (p: TrainProgress) => void;
+}
+
+/** What {@link trainClassifier} measured. */
+export interface TrainResult {
+  seconds: number;
+  imagesPerSecond: number;
+  finalLoss: number;
+}
+
+/**
+ * Copies the images `idx[start..start+n)` into `out`; with `rng`, each is shifted by a random
+ * ±2 pixels (when `shift`) and flipped horizontally with probability 1/2 (when `flip`).
+ */
+export function gatherBatch(
+  src: Float32Array,
+  idx: ArrayLike<number>,
+  start: number,
+  n: number,
+  chw: readonly number[],
+  out: Float32Array,
+  rng?: Rng,
+  flip = false,
+  shift = true,
+): void {
+  const [c, h, w] = chw;
+  const per = c * h * w;
+  for (let i = 0; i < n; i++) {
+    const s = idx[start + i] * per;
+    const o = i * per;
+    if (!rng) {
+      out.set(src.subarray(s, s + per), o);
+      continue;
+    }
+    const dy = shift ? rng.int(5) - 2 : 0;
+    const dx = shift ? rng.int(5) - 2 : 0;
+    const f = flip && rng.uniform() < 0.5;
+    for (let ch = 0; ch < c; ch++) {
+      for (let y = 0; y < h; y++) {
+        const sy = y - dy;
+        for (let x = 0; x < w; x++) {
+          const sx0 = x - dx;
+          const sx = f ? w - 1 - sx0 : sx0;
+          out[o + (ch * h + y) * w + x] = sy >= 0 && sy < h && sx >= 0 && sx < w
+            ? src[s + (ch * h + sy) * w + sx]
+            : 0;
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Trains `model` on labelled images with cross-entropy and Adam (cosine schedule).
+ *
+ * @throws {Error} when the loss becomes NaN or infinite (lower `lr`).
+ */
+export async function trainClassifier(
+  model: Sequential,
+  data: LabelledImages,
+  opts: TrainClassifierOptions,
+): Promise<TrainResult> {
+  const { epochs, batchSize } = opts;
+  const logEvery = opts.logEvery ?? 20;
+  const rng = new Rng(opts.seed);
+  const augRng = rng.fork("augment");
+  const per = model.inputShape.reduce((a, b) => a * b, 1);
+  const stepsPerEpoch = Math.floor(data.count / batchSize);
+  const steps = epochs * stepsPerEpoch;
+  model.setTrainable(true);
+  const params = model.parameters().map((p) => p.value);
+  const adam = new Adam(params, { lr: opts.lr, weightDecay: opts.weightDecay ?? 0 });
+  const batch = new Float32Array(batchSize * per);
+  const labels = new Uint32Array(batchSize);
+  const t0 = performance.now();
+  let finalLoss = NaN;
+  let step = 0;
+  try {
+    for (let epoch = 0; epoch < epochs; epoch++) {
+      const idx = Uint32Array.from({ length: data.count }, (_, i) => i);
+      rng.shuffle(idx);
+      for (let s = 0; s < stepsPerEpoch; s++, step++) {
+        gatherBatch(
+          data.images,
+          idx,
+          s * batchSize,
+          batchSize,
+          model.inputShape,
+          batch,
+          opts.augment ? augRng : undefined,
+          opts.flip,
+        );
+        for (let i = 0; i < batchSize; i++) labels[i] = data.labels[idx[s * batchSize + i]];
+        adam.opts.lr = cosineLr(opts.lr, step, steps);
+        const report = step % logEvery === logEvery - 1 || step === steps - 1;
+        const loss = tidy(() => {
+          const x = Tensor.from(batch, [batchSize, ...model.inputShape]);
+          const y = Tensor.from(labels);
+          const tape = new Tape();
+          const loss = tape.run(() => crossEntropyLoss(model.forward(x), y));
+          adam.step(tape.backward(loss, params));
+          return report ? loss : undefined;
+        });
+        if (loss) {
+          finalLoss = (await loss.read())[0];
+          loss.dispose();
+          if (!Number.isFinite(finalLoss)) {
+            throw new Error(`training loss became ${finalLoss} at step ${step}; lower --lr`);
+          }
+          opts.onProgress?.({ epoch, epochs, step: step + 1, steps, loss: finalLoss });
+        }
+      }
+    }
+  } finally {
+    adam.dispose();
+    model.setTrainable(false);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return { seconds, imagesPerSecond: (steps * batchSize) / seconds, finalLoss };
+}
+
+/**
+ * Top-1 accuracy of `model` on labelled images, as a fraction in [0, 1]. Counts are accumulated on
+ * the GPU and read back once.
+ */
+export async function evaluate(
+  model: Sequential,
+  data: LabelledImages,
+  batchSize = 500,
+): Promise<number> {
+  const per = model.inputShape.reduce((a, b) => a * b, 1);
+  const total = Tensor.zeros([1]);
+  for (let start = 0; start < data.count; start += batchSize) {
+    const n = Math.min(batchSize, data.count - start);
+    tidy(() =>
+      noGrad(() => {
+        const x = Tensor.from(
+          data.images.subarray(start * per, (start + n) * per),
+          [n, ...model.inputShape],
+        );
+        const y = Tensor.from(data.labels.subarray(start, start + n));
+        accumulate(total, correctCount(model.forward(x), y));
+      })
+    );
+  }
+  const correct = (await total.read())[0];
+  total.dispose();
+  return correct / data.count;
+}
