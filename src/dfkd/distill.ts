@@ -1,0 +1,137 @@
+/**
+ * Distillation (Wang, AAAI 2021, §3, step 4; Hinton et al. 2015): the student is trained on the
+ * transfer set with `τ² · CE(softmax(teacher(x)/τ), softmax(student(x)/τ))`.
+ *
+ * Each batch may be augmented (random ±2-pixel shifts, horizontal flips) and is then relabelled by
+ * the teacher, so a fixed transfer set becomes a fresh stream of (image, teacher output) pairs.
+ * A step is queued GPU work; the loss is read back every `logEvery` steps.
+ *
+ * @module
+ */
+
+import { kdLoss } from "../autograd/functions.ts";
+import { noGrad, Tape } from "../autograd/tape.ts";
+import type { Sequential } from "../nn/layers.ts";
+import { Adam, cosineLr } from "../nn/optim.ts";
+import { gatherBatch } from "../nn/train.ts";
+import { Rng } from "../random.ts";
+import { Tensor, tidy } from "../tensor.ts";
+import { NumericalError } from "./synthesis.ts";
+
+/** Settings of the distillation loop. */
+export interface DistillOptions {
+  epochs: number;
+  batchSize: number;
+  /** Peak Adam learning rate, cosine-decayed to 1% over all epochs. */
+  lr: number;
+  /** KD temperature τ. */
+  tau: number;
+  /** Random ±2-pixel shifts of each batch before the teacher relabels it. */
+  shift: boolean;
+  /** Random horizontal flips of each batch. */
+  flip: boolean;
+  seed: number;
+  logEvery: number;
+}
+
+/** Progress of distillation. */
+export interface DistillProgress {
+  epoch: number;
+  step: number;
+  steps: number;
+  loss: number;
+}
+
+/** Where to continue from: the optimiser state saved at the end of an epoch. */
+export interface DistillState {
+  /** Epochs already finished. */
+  epoch: number;
+  /** Adam's step counter. */
+  t: number;
+  /** Adam's moments in parameter order: m then v. */
+  moments: Float32Array[];
+}
+
+/** Hooks called by {@link distill}. */
+export interface DistillHooks {
+  onProgress?: (p: DistillProgress) => void;
+  /** Called after each finished epoch with the state needed to resume after it. */
+  onEpochEnd?: (epoch: number, state: () => Promise<DistillState>) => Promise<void>;
+  /** Checked between steps; when it returns true the loop stops after the current epoch's step. */
+  shouldStop?: () => boolean;
+}
+
+/**
+ * Trains `student` to match `teacher` on `images: [count, ...inputShape]` in [0, 1].
+ *
+ * @throws {NumericalError} when the KD loss becomes NaN or infinite.
+ */
+export async function distill(
+  teacher: Sequential,
+  student: Sequential,
+  images: Float32Array,
+  count: number,
+  opts: DistillOptions,
+  hooks: DistillHooks = {},
+  resume?: DistillState,
+): Promise<{ finalLoss: number; imagesSeen: number; stopped: boolean }> {
+  const bs = Math.min(opts.batchSize, count);
+  const per = student.inputShape.reduce((a, b) => a * b, 1);
+  const stepsPerEpoch = Math.max(1, Math.floor(count / bs));
+  const steps = opts.epochs * stepsPerEpoch;
+  student.setTrainable(true);
+  teacher.setTrainable(false);
+  const params = student.parameters().map((p) => p.value);
+  const adam = new Adam(params, { lr: opts.lr });
+  if (resume) {
+    adam.t = resume.t;
+    adam.state().forEach((t, i) => t.write(resume.moments[i]));
+  }
+  const batch = new Float32Array(bs * per);
+  let finalLoss = NaN;
+  let imagesSeen = 0;
+  try {
+    for (let epoch = resume?.epoch ?? 0; epoch < opts.epochs; epoch++) {
+      const rng = new Rng(opts.seed).fork(`distill-epoch-${epoch}`);
+      const idx = Uint32Array.from({ length: count }, (_, i) => i);
+      rng.shuffle(idx);
+      const aug = opts.shift || opts.flip ? rng.fork("augment") : undefined;
+      for (let s = 0; s < stepsPerEpoch; s++) {
+        if (hooks.shouldStop?.()) return { finalLoss, imagesSeen, stopped: true };
+        const step = epoch * stepsPerEpoch + s;
+        gatherBatch(images, idx, s * bs, bs, student.inputShape, batch, aug, opts.flip, opts.shift);
+        adam.opts.lr = cosineLr(opts.lr, step, steps);
+        const report = (step + 1) % opts.logEvery === 0 || s === stepsPerEpoch - 1;
+        const loss = tidy(() => {
+          const x = Tensor.from(batch, [bs, ...student.inputShape]);
+          const t = noGrad(() => teacher.forward(x));
+          const tape = new Tape();
+          const loss = tape.run(() => kdLoss(t, student.forward(x), opts.tau));
+          adam.step(tape.backward(loss, params));
+          return report ? loss : undefined;
+        });
+        imagesSeen += bs;
+        if (loss) {
+          finalLoss = (await loss.read())[0];
+          loss.dispose();
+          if (!Number.isFinite(finalLoss)) {
+            throw new NumericalError(
+              `distillation loss became ${finalLoss} at epoch ${epoch + 1}, step ${s + 1}; ` +
+                `lower --student-lr or --kd-tau`,
+            );
+          }
+          hooks.onProgress?.({ epoch, step: step + 1, steps, loss: finalLoss });
+        }
+      }
+      await hooks.onEpochEnd?.(epoch, async () => ({
+        epoch: epoch + 1,
+        t: adam.t,
+        moments: await Promise.all(adam.state().map((m) => m.read())),
+      }));
+    }
+  } finally {
+    adam.dispose();
+    student.setTrainable(false);
+  }
+  return { finalLoss, imagesSeen, stopped: false };
+}
