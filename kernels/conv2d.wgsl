@@ -34,7 +34,7 @@
 override KW: u32 = 5u; // kernel width
 override S: u32 = 1u; // stride (= number of column phases of xq)
 override OB: u32 = 4u; // output channels per invocation, 1..8
-override PV: u32 = 2u; // vec4 groups of outputs per invocation (4*PV outputs of one row), 1..4
+override PV: u32 = 2u; // vec4 groups of outputs per invocation (4*PV outputs of one row), 1..8
 
 // ---------------------------------------------------------------------------------------------
 // prepare_input: src [planes, H, W] -> xq [planes, Hq, S, Wq4 * 4] (vec4 elements), where
@@ -199,7 +199,7 @@ struct ConvParams {
 }
 
 const MAX_OB = 8u;
-const MAX_PV = 4u;
+const MAX_PV = 8u;
 override SW4: u32 = (OB + 3u) / 4u; // vec4s per tap of one output-channel block
 
 @group(0) @binding(0) var<uniform> p: ConvParams;

@@ -186,6 +186,7 @@ const BLOCKS = [
   { ob: 8, pv: 1, rate: 21 },
   { ob: 2, pv: 4, rate: 18 },
   { ob: 1, pv: 4, rate: 11 },
+  { ob: 1, pv: 8, rate: 12 },
 ] as const;
 
 /**
