@@ -16,8 +16,8 @@
 //    for OB output channels; for each (c, ky, phase) it loads the row window as aligned vec4s once
 //    and forms the shifted 4-vectors of every tap kx by register shuffles (free in SoA code), so
 //    a 5-wide kernel costs about 4 vec4 loads per 160 multiply-adds (OB = 4, PV = 2). Blocks with
-//    more than 32 accumulators spill and ran 2x slower; the op picks OB x PV in {4x2, 8x1, 2x4,
-//    1x4} by predicted waste at the channel and column edges;
+//    more than 32 accumulators spill and ran 2x slower; the op picks OB x PV among 4x2, 8x1,
+//    2x4, 1x4 and 1x8 by predicted waste at the channel and column edges;
 //  * reads the weights from a uniform buffer: all lanes of a workgroup share the output-channel
 //    block, so each weight load is one scalar load broadcast to the lanes (about 35% faster than a
 //    storage buffer here). The weights are first relaid out (entry `prepare_weight`) into blocks
