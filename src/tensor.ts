@@ -152,6 +152,7 @@ export class Tensor {
     for (const s of scopes) s.delete(this);
   }
 
+  /** A short description, e.g. `"Tensor[2×3]"`. */
   toString(): string {
     return `Tensor[${this.shape.join("×")}]`;
   }

@@ -63,7 +63,8 @@ const DEBIAN_PACKAGE: Partial<Record<DatasetName, string>> = {
   "fashion-mnist": "dataset-fashion-mnist",
 };
 
-type Split = "train" | "test";
+/** A split of a dataset: `"train"` (files `train-*`) or `"test"` (files `t10k-*`). */
+export type Split = "train" | "test";
 type Kind = "images" | "labels";
 
 /** File stem of a split and kind, e.g. `t10k-images-idx3-ubyte`. */

@@ -13,7 +13,10 @@
  * file, says what is wrong and what to do.
  */
 export class DataError extends Error {
-  /** @param message full explanation, naming the file. */
+  /**
+   * Creates the error.
+   * @param message full explanation, naming the file.
+   */
   constructor(message: string) {
     super(message);
     this.name = "DataError";

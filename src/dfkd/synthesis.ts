@@ -20,6 +20,10 @@ import { Tensor, tidy } from "../tensor.ts";
 
 /** Raised when a loss becomes NaN or infinite; the message names the step and the hint. */
 export class NumericalError extends Error {
+  /**
+   * Creates the error.
+   * @param message what became NaN or infinite, where, and which setting to lower.
+   */
   constructor(message: string) {
     super(message);
     this.name = "NumericalError";

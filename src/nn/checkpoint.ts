@@ -31,7 +31,9 @@ export async function saveModel(
 
 /** A loaded model and the checkpoint's metadata. */
 export interface LoadedModel {
+  /** The model, frozen (`requiresGrad` off). */
   model: Sequential;
+  /** The checkpoint's `__metadata__` strings, e.g. `arch`, `dataset`. */
   metadata: Record<string, string>;
 }
 

@@ -44,9 +44,18 @@ function heNormal(shape: number[], fanIn: number, rng: Rng): Tensor {
 
 /** 2-D convolution layer: weight [outChannels, inChannels, kernelSize, kernelSize], bias [outChannels]. */
 export class Conv2d implements Layer {
+  /** Always `"conv2d"`. */
   readonly kind = "conv2d";
+  /** Weight `[outChannels, inChannels, kernelSize, kernelSize]`, He-normal initialised. */
   weight: Tensor;
+  /** Bias `[outChannels]`, zero initialised. */
   bias: Tensor;
+  /**
+   * A square convolution with He-normal weights drawn from `rng` and zero biases.
+   *
+   * @param stride step between output positions (default 1).
+   * @param padding zeros added on every side of the input (default 0).
+   */
   constructor(
     readonly inChannels: number,
     readonly outChannels: number,
@@ -73,9 +82,13 @@ export class Conv2d implements Layer {
 
 /** Fully connected layer `y = x·Wᵀ + b`: weight [outFeatures, inFeatures], bias [outFeatures]. */
 export class Linear implements Layer {
+  /** Always `"linear"`. */
   readonly kind = "linear";
+  /** Weight `[outFeatures, inFeatures]`, He-normal initialised. */
   weight: Tensor;
+  /** Bias `[outFeatures]`, zero initialised. */
   bias: Tensor;
+  /** A fully connected layer with He-normal weights drawn from `rng` and zero biases. */
   constructor(readonly inFeatures: number, readonly outFeatures: number, rng: Rng) {
     this.weight = heNormal([outFeatures, inFeatures], inFeatures, rng);
     this.bias = Tensor.zeros([outFeatures]);
@@ -105,13 +118,22 @@ export class ReLU implements Layer {
   }
 }
 
-abstract class Pool implements Layer {
+/** Base of the pooling layers: `kernelSize × kernelSize` windows, no padding, no parameters. */
+export abstract class Pool2d implements Layer {
+  /** Layer kind, `"maxpool2d"` or `"avgpool2d"`. */
   abstract readonly kind: string;
+  /**
+   * A pooling layer over `kernelSize × kernelSize` windows.
+   * @param stride step between windows (default `kernelSize`).
+   */
   constructor(readonly kernelSize: number, readonly stride = kernelSize) {}
+  /** Pools x: `[N, C, H, W]` → `[N, C, ⌊(H−k)/s⌋+1, ⌊(W−k)/s⌋+1]`. */
   abstract forward(x: Tensor): Tensor;
+  /** No parameters: `{}`. */
   params(): Record<string, Tensor> {
     return {};
   }
+  /** `[N, C, H, W]` → `[N, C, ⌊(H−k)/s⌋+1, ⌊(W−k)/s⌋+1]`. */
   outputShape([n, c, h, w]: readonly number[]): number[] {
     const o = (s: number) => Math.floor((s - this.kernelSize) / this.stride) + 1;
     return [n, c, o(h), o(w)];
@@ -119,16 +141,20 @@ abstract class Pool implements Layer {
 }
 
 /** Max pooling, no padding. */
-export class MaxPool2d extends Pool {
+export class MaxPool2d extends Pool2d {
+  /** Always `"maxpool2d"`. */
   readonly kind = "maxpool2d";
+  /** The maximum of each window; x: `[N, C, H, W]`. */
   forward(x: Tensor): Tensor {
     return F.maxPool2d(x, { kernelSize: this.kernelSize, stride: this.stride });
   }
 }
 
 /** Average pooling, no padding. */
-export class AvgPool2d extends Pool {
+export class AvgPool2d extends Pool2d {
+  /** Always `"avgpool2d"`. */
   readonly kind = "avgpool2d";
+  /** The mean of each window; x: `[N, C, H, W]`. */
   forward(x: Tensor): Tensor {
     return F.avgPool2d(x, { kernelSize: this.kernelSize, stride: this.stride });
   }
@@ -160,6 +186,7 @@ export interface RunOptions {
 
 /** An ordered list of named layers. */
 export class Sequential {
+  /** A model running `layers` in order on inputs `[N, ...inputShape]`. */
   constructor(
     /** Architecture name, e.g. `"lenet5"`; stored in checkpoints. */
     readonly arch: string,

@@ -13,6 +13,7 @@ export class Adam {
   #v: Tensor[];
   /** Number of steps taken (the bias-correction step counter). */
   t = 0;
+  /** Allocates zero moments for `params` on the GPU; `opts.lr` may be changed between steps. */
   constructor(readonly params: readonly Tensor[], public opts: AdamOptions) {
     this.#m = params.map((p) => Tensor.zeros(p.shape));
     this.#v = params.map((p) => Tensor.zeros(p.shape));
@@ -41,6 +42,7 @@ export class Adam {
 /** SGD with momentum over a fixed list of parameters. */
 export class Sgd {
   #velocity: Tensor[];
+  /** Allocates zero velocities for `params` on the GPU. */
   constructor(readonly params: readonly Tensor[], public opts: SgdOptions) {
     this.#velocity = params.map((p) => Tensor.zeros(p.shape));
   }

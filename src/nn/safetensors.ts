@@ -18,7 +18,10 @@ import { writeFileAtomic } from "../io/atomic.ts";
 
 /** A checkpoint that cannot be read or written; the message names the file and the problem. */
 export class CheckpointError extends Error {
-  /** @param message full explanation, naming the file. */
+  /**
+   * Creates the error.
+   * @param message full explanation, naming the file.
+   */
   constructor(message: string) {
     super(message);
     this.name = "CheckpointError";

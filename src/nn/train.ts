@@ -21,14 +21,19 @@ export interface LabelledImages {
   images: Float32Array;
   /** [count] class indices. */
   labels: Uint32Array;
+  /** Number of images. */
   count: number;
 }
 
 /** Progress of a training run, reported every `logEvery` steps. */
 export interface TrainProgress {
+  /** Current epoch, 0-based. */
   epoch: number;
+  /** Number of epochs. */
   epochs: number;
+  /** Steps finished so far, 1-based. */
   step: number;
+  /** Total number of steps, `epochs · ⌊count / batchSize⌋`. */
   steps: number;
   /** Mean cross-entropy of the last read batch. */
   loss: number;
