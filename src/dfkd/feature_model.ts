@@ -117,7 +117,10 @@ export function buildFeatureModel(
   throw new RangeError(`the correlation matrix of ${layer} is not positive semi-definite`);
 }
 
-/** Draws `n` samples `s = μ + σ L z` into a new `[n, k]` row-major array. */
+/**
+ * Draws `n` samples `s = μ + σ L z`, `z ~ N(0, I_k)` (so `s ~ N(μ, σ²(R + εI))`), into a new
+ * `[n, k]` row-major f32 array; consumes `n·k` standard normals from `rng`.
+ */
 export function sampleFeatures(model: FeatureModel, n: number, rng: Rng): Float32Array {
   const { k, cholesky: l, sigma, mean } = model;
   const out = new Float32Array(n * k);

@@ -228,7 +228,11 @@ function rt(): Runtime {
   return runtime;
 }
 
-/** The adapter context of the initialised runtime. */
+/**
+ * The adapter context of the initialised runtime (adapter description, limits in bytes).
+ *
+ * @throws {Error} when {@link initGpu} has not been awaited yet.
+ */
 export function gpuContext(): GpuContext {
   return rt().ctx;
 }

@@ -61,8 +61,8 @@ export class Conv2d implements Layer {
     readonly outChannels: number,
     readonly kernelSize: number,
     rng: Rng,
-    readonly stride = 1,
-    readonly padding = 0,
+    readonly stride: number = 1,
+    readonly padding: number = 0,
   ) {
     const fanIn = inChannels * kernelSize * kernelSize;
     this.weight = heNormal([outChannels, inChannels, kernelSize, kernelSize], fanIn, rng);
@@ -126,7 +126,7 @@ export abstract class Pool2d implements Layer {
    * A pooling layer over `kernelSize × kernelSize` windows.
    * @param stride step between windows (default `kernelSize`).
    */
-  constructor(readonly kernelSize: number, readonly stride = kernelSize) {}
+  constructor(readonly kernelSize: number, readonly stride: number = kernelSize) {}
   /** Pools x: `[N, C, H, W]` → `[N, C, ⌊(H−k)/s⌋+1, ⌊(W−k)/s⌋+1]`. */
   abstract forward(x: Tensor): Tensor;
   /** No parameters: `{}`. */

@@ -1,0 +1,486 @@
+/**
+ * The high-level API: train a teacher, synthesise a transfer set from it alone, distil a student
+ * on that set, and measure accuracy. Each function takes one options object whose every field has
+ * a documented default, and returns plain values (host arrays and models), so the steps compose
+ * and each result can be saved and inspected.
+ *
+ * The method is Z. Wang, "Data-Free Knowledge Distillation with Soft Targeted Transfer Set
+ * Synthesis", AAAI 2021 (arXiv:2104.04868); the distillation loss is Hinton, Vinyals and Dean,
+ * "Distilling the Knowledge in a Neural Network", 2015.
+ *
+ * Every function initialises the GPU runtime on first use ({@link initGpu}), so none needs
+ * `await initGpu()` beforehand; each throws {@link NoAdapterError} when no WebGPU adapter exists.
+ *
+ * @module
+ */
+
+import { DEFAULTS, type DfkdConfig, type Method, METHODS } from "./dfkd/config.ts";
+import { distill as distillLoop } from "./dfkd/distill.ts";
+import { sampleFeatures } from "./dfkd/feature_model.ts";
+import { teacherFeatureModel } from "./dfkd/run.ts";
+import { softTargets } from "./dfkd/soft_targets.ts";
+import { synthesizeBatch } from "./dfkd/synthesis.ts";
+import { noGrad } from "./autograd/tape.ts";
+import { initGpu } from "./gpu/runtime.ts";
+import type { Sequential } from "./nn/layers.ts";
+import { type Architecture, ARCHITECTURES, buildModel } from "./nn/models.ts";
+import {
+  evaluate as evaluateModel,
+  type LabelledImages,
+  trainClassifier,
+  type TrainProgress,
+} from "./nn/train.ts";
+import type { ActivationNorm } from "./ops/loss.ts";
+import { softmax } from "./ops/softmax.ts";
+import { Rng } from "./random.ts";
+import { Tensor, tidy } from "./tensor.ts";
+
+/** Options of {@link trainTeacher}; every field is optional. */
+export interface TrainTeacherOptions {
+  /** Architecture to build. Default `"lenet5"` (61,706 parameters). */
+  arch?: Architecture;
+  /** Passes over the training images, an integer ≥ 1. Default 20. */
+  epochs?: number;
+  /** Images per Adam step, an integer ≥ 1 (clamped to the image count). Default 128. */
+  batchSize?: number;
+  /** Peak Adam learning rate (> 0), decayed by a cosine schedule to 1% of it. Default 0.002. */
+  lr?: number;
+  /** Seed of the initial weights, the shuffling and the augmentation (a safe integer). Default 0. */
+  seed?: number;
+  /** L2 weight decay (≥ 0) added to the gradient. Default 0. */
+  weightDecay?: number;
+  /** Random ±2-pixel shifts of each training batch. Default false. */
+  augment?: boolean;
+  /** Called every 20 steps and after the last, with the mean cross-entropy of the read batch. */
+  onProgress?: (p: TrainProgress) => void;
+}
+
+/** What {@link trainTeacher} returns. */
+export interface TrainTeacherResult {
+  /** The trained classifier (frozen: `requiresGrad` off). Free it with `model.dispose()`. */
+  model: Sequential;
+  /** Wall-clock seconds of training. */
+  seconds: number;
+  /** Training throughput in images per second. */
+  imagesPerSecond: number;
+  /** Mean cross-entropy (nats) of the last logged batch. */
+  finalLoss: number;
+}
+
+/**
+ * Trains a classifier with cross-entropy and Adam on labelled images (used to make teachers).
+ *
+ * @param data `images` `[count, 1, 32, 32]` f32 in [0, 1], `labels` `[count]` in 0..9 (for
+ *   example a split from {@link loadSplit}).
+ * @returns the trained model and its training speed.
+ * @throws {RangeError} when `data` is empty or its arrays do not match `count`, or an option is
+ *   out of range (non-integer epochs, lr ≤ 0, unknown architecture).
+ * @throws {Error} when the loss becomes NaN or infinite (lower `lr`).
+ * @throws {NoAdapterError} when no WebGPU adapter is available.
+ *
+ * @example
+ * ```ts ignore
+ * const train = await loadSplit(findDataDir("fashion-mnist")!, "train");
+ * const { model } = await trainTeacher(train, { epochs: 20 });
+ * ```
+ */
+export async function trainTeacher(
+  data: LabelledImages,
+  opts: TrainTeacherOptions = {},
+): Promise<TrainTeacherResult> {
+  await initGpu();
+  const arch = opts.arch ?? "lenet5";
+  checkArch(arch, "arch");
+  const epochs = positiveInt(opts.epochs ?? 20, "epochs");
+  const seed = safeInt(opts.seed ?? 0, "seed");
+  const lr = positive(opts.lr ?? 0.002, "lr");
+  const model = buildModel(arch, seed);
+  try {
+    checkLabelled(data, model.inputShape, "trainTeacher");
+    const batchSize = Math.min(positiveInt(opts.batchSize ?? 128, "batchSize"), data.count);
+    const res = await trainClassifier(model, data, {
+      epochs,
+      batchSize,
+      lr,
+      seed,
+      weightDecay: opts.weightDecay ?? 0,
+      augment: opts.augment ?? false,
+      onProgress: opts.onProgress,
+    });
+    return { model, ...res };
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+}
+
+/**
+ * The settings that determine a transfer set; defaults are those of {@link DEFAULTS}
+ * (the CLI's `deno task synth` defaults), so equal settings give the CLI's transfer set.
+ */
+export interface SynthesisSettings {
+  /**
+   * `"soft-target"`: soft targets from the feature-space model of `layer` (the paper);
+   * `"softmax-space"`: the model is placed at the logit layer; `"noise"`: unoptimised uniform
+   * noise labelled by the teacher (a baseline). Default `"soft-target"`.
+   */
+  method: Method;
+  /** Teacher layer (a fully connected one) whose pre-activations are modelled. Default `"fc2"`. */
+  layer: string;
+  /** σ > 0, standard deviation of every unit of the feature-space model. Default 6 (paper: 1.5). */
+  sigma: number;
+  /** Temperature τ > 0 of the soft targets and of the synthesis KL term. Default 20. */
+  tau: number;
+  /** λ_a ≥ 0, weight of the activation loss on conv1's output (0 = off). Default 0 (paper 0.05). */
+  lambdaAct: number;
+  /** Normalisation of the activation loss. Default `"element-mean"` (paper: `"sample-l1"`). */
+  actNorm: ActivationNorm;
+  /** Transfer-set size N, an integer ≥ 1. Default 8000. */
+  samples: number;
+  /** Adam iterations per synthesis batch, an integer ≥ 0. Default 50 (paper: 1500). */
+  iterations: number;
+  /** Images per synthesis batch, an integer ≥ 1. Default 250 (paper: 100). */
+  batchSize: number;
+  /** Adam learning rate on the pixels (> 0). Default 0.05 (paper: 0.001). */
+  synthLr: number;
+  /** Seed of every random draw (a safe integer). Default 0. */
+  seed: number;
+  /** Read the loss back every this many iterations (each read costs a GPU round trip). Default 10. */
+  logEvery: number;
+}
+
+/** Progress of {@link synthesizeTransferSet}, reported every `logEvery` iterations of a batch. */
+export interface SynthesisProgress {
+  /** Index of the batch being synthesised, 0-based. */
+  batch: number;
+  /** Number of batches, `ceil(samples / batchSize)`. */
+  batches: number;
+  /** Adam iteration within the batch, 1..`iterations` (0 for the `noise` method). */
+  iteration: number;
+  /** Samples finished so far, counting the current batch pro rata (may be fractional). */
+  samplesDone: number;
+  /** Transfer-set size N. */
+  samples: number;
+  /**
+   * Synthesis loss `KL + λ_a·L_a` of the batch at this iteration, in nats (0 for `noise`, NaN when
+   * `iterations` is 0).
+   */
+  loss: number;
+  /** True on the single report made when a batch is finished (then `samplesDone` is whole). */
+  done: boolean;
+}
+
+/** Options of {@link synthesizeTransferSet}: any synthesis setting, plus a progress callback. */
+export type SynthesizeOptions = Partial<SynthesisSettings> & {
+  /**
+   * Called every `logEvery` iterations of each batch, and once with `done: true` when a batch is
+   * finished.
+   */
+  onProgress?: (p: SynthesisProgress) => void;
+};
+
+/** A synthesised transfer set, in host memory. */
+export interface TransferSet {
+  /** Images `[count, 1, 32, 32]` (the teacher's input shape), f32 in [0, 1]. */
+  images: Float32Array;
+  /** Soft targets `[count, classes]` at temperature τ: rows of probabilities that sum to 1. */
+  softTargets: Float32Array;
+  /** Number of images N. */
+  count: number;
+  /** Wall-clock seconds the synthesis took. */
+  seconds: number;
+}
+
+/**
+ * Synthesises a transfer set from the teacher alone (Wang, AAAI 2021, §3): samples pre-activations
+ * `s^l ~ N(μ, σ² R)` of `layer` from the feature-space model (R from the cosine similarities of the
+ * layer's weight rows), turns them into soft targets `y = softmax(T(s^l)/τ)` through the rest of
+ * the teacher, then optimises noise images with Adam to minimise
+ * `(1/n) Σ KL(y_i ‖ softmax(teacher(x̂_i)/τ)) + λ_a·L_a`, pixels clamped to [0, 1].
+ *
+ * Deterministic by `seed` exactly as `deno task synth`: batch `b` draws from
+ * `new Rng(seed).fork("synthesis-batch-b")`, its features from `.fork("features")` and its initial
+ * pixels from `.fork("pixels")`, so equal settings give the CLI's transfer set on the same adapter.
+ * Freezes the teacher (`setTrainable(false)`).
+ *
+ * @param teacher a classifier on `[N, 1, 32, 32]` inputs with a fully connected layer `layer`.
+ * @returns images `[N, 1, 32, 32]` in [0, 1] and soft targets `[N, classes]`.
+ * @throws {RangeError} when `layer` is not a fully connected layer of the teacher, or a setting is
+ *   out of range (σ ≤ 0, τ ≤ 0, non-integer sizes).
+ * @throws {CheckpointError} when the layer's weights give no feature-space model (a degenerate
+ *   teacher).
+ * @throws {NumericalError} when the synthesis loss becomes NaN or infinite (lower `synthLr`).
+ * @throws {NoAdapterError} when no WebGPU adapter is available.
+ *
+ * @example
+ * ```ts ignore
+ * const set = await synthesizeTransferSet(teacher, { samples: 2000, seed: 1 });
+ * console.log(set.count, set.seconds);
+ * ```
+ */
+export async function synthesizeTransferSet(
+  teacher: Sequential,
+  opts: SynthesizeOptions = {},
+): Promise<TransferSet> {
+  await initGpu();
+  const { onProgress, ...given } = opts;
+  const cfg: DfkdConfig = { ...DEFAULTS };
+  for (const [k, v] of Object.entries(given)) {
+    if (v !== undefined) (cfg as unknown as Record<string, unknown>)[k] = v;
+  }
+  const n = positiveInt(cfg.samples, "samples");
+  const bs = positiveInt(cfg.batchSize, "batchSize");
+  nonNegativeInt(cfg.iterations, "iterations");
+  positiveInt(cfg.logEvery, "logEvery");
+  safeInt(cfg.seed, "seed");
+  positive(cfg.sigma, "sigma");
+  positive(cfg.tau, "tau");
+  positive(cfg.synthLr, "synthLr");
+  if (!(cfg.lambdaAct >= 0)) throw new RangeError(`lambdaAct must be >= 0, got ${cfg.lambdaAct}`);
+  if (!METHODS.includes(cfg.method)) {
+    throw new RangeError(`unknown method "${cfg.method}"; use ${METHODS.join(", ")}`);
+  }
+
+  teacher.setTrainable(false);
+  const per = teacher.inputShape.reduce((a, b) => a * b, 1);
+  const classes = teacher.shapes(1).at(-1)!.shape[1];
+  const fm = await teacherFeatureModel(teacher, cfg);
+  const images = new Float32Array(n * per);
+  const targets = new Float32Array(n * classes);
+  const batches = Math.ceil(n / bs);
+  const root = new Rng(cfg.seed);
+  const t0 = performance.now();
+  for (let b = 0; b < batches; b++) {
+    const start = b * bs;
+    const bn = Math.min(bs, n - start);
+    const rng = root.fork(`synthesis-batch-${b}`);
+    const report = (iteration: number, samplesDone: number, loss: number, done: boolean) =>
+      onProgress?.({ batch: b, batches, iteration, samplesDone, samples: n, loss, done });
+    if (!fm) {
+      // The `noise` baseline: uniform noise labelled by the teacher at τ.
+      const x = rng.fillUniform(new Float32Array(bn * per), 0, 1);
+      const probs = tidy(() =>
+        noGrad(() => softmax(teacher.forward(Tensor.from(x, [bn, ...teacher.inputShape])), cfg.tau))
+      );
+      try {
+        targets.set(await probs.read(), start * classes);
+      } finally {
+        probs.dispose();
+      }
+      images.set(x, start * per);
+      report(0, start + bn, 0, true);
+      continue;
+    }
+    const s = sampleFeatures(fm, bn, rng.fork("features"));
+    const y = softTargets(teacher, fm.layer, s, bn, cfg.tau);
+    try {
+      const res = await synthesizeBatch(teacher, y, rng.fork("pixels"), {
+        iterations: cfg.iterations,
+        lr: cfg.synthLr,
+        tau: cfg.tau,
+        lambdaAct: cfg.lambdaAct,
+        actNorm: cfg.actNorm,
+        logEvery: cfg.logEvery,
+      }, (l) => {
+        if (l.iteration < cfg.iterations) {
+          report(l.iteration, start + (bn * l.iteration) / cfg.iterations, l.loss, false);
+        }
+      });
+      // Without shouldStop, synthesizeBatch always returns a result.
+      images.set(res!.images, start * per);
+      targets.set(await y.read(), start * classes);
+      report(cfg.iterations, start + bn, res!.loss, true);
+    } finally {
+      y.dispose();
+    }
+  }
+  return { images, softTargets: targets, count: n, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** Progress of {@link distill}, reported every `logEvery` steps and at the end of each epoch. */
+export interface DistillProgress {
+  /** Current epoch, 0-based. */
+  epoch: number;
+  /** Steps finished so far, 1-based. */
+  step: number;
+  /** Total number of steps, `epochs · ⌊count / batchSize⌋`. */
+  steps: number;
+  /** KD loss `τ²·CE` (nats) of the batch of this step. */
+  loss: number;
+}
+
+/** Options of {@link distill}; defaults are those of {@link DEFAULTS} (`deno task synth`). */
+export interface DistillOptions {
+  /** Student architecture. Default `"lenet5-half"` (35,820 parameters). */
+  student?: Architecture;
+  /** Passes over the transfer set, an integer ≥ 1. Default 100. */
+  epochs?: number;
+  /** Images per Adam step, an integer ≥ 1 (clamped to the set size). Default 128. */
+  batchSize?: number;
+  /** Peak Adam learning rate (> 0), cosine-decayed to 1% over all steps. Default 0.002. */
+  lr?: number;
+  /** KD temperature τ > 0. Default 4 (paper: 20). */
+  tau?: number;
+  /** Random ±2-pixel shifts of each batch before the teacher relabels it. Default true. */
+  shift?: boolean;
+  /** Random horizontal flips of each batch before the teacher relabels it. Default true. */
+  flip?: boolean;
+  /** Seed of the shuffling and augmentation; the student is initialised from `seed + 1`. Default 0. */
+  seed?: number;
+  /** Read the loss back every this many steps (each read is a GPU round trip). Default 10. */
+  logEvery?: number;
+  /** Called every `logEvery` steps and at the end of each epoch. */
+  onProgress?: (p: DistillProgress) => void;
+}
+
+/** What {@link distill} returns. */
+export interface DistillResult {
+  /** The distilled student (frozen). Free it with `student.dispose()`. */
+  student: Sequential;
+  /** Wall-clock seconds of distillation. */
+  seconds: number;
+  /** Distillation throughput in images per second. */
+  imagesPerSecond: number;
+  /** KD loss `τ²·CE` (nats) of the last logged batch. */
+  finalLoss: number;
+}
+
+/**
+ * Distils a new student from the teacher on a transfer set (Wang, AAAI 2021, §3, step 4) with the
+ * knowledge-distillation loss of Hinton et al. (2015): `τ² · CE(softmax(t/τ), softmax(s/τ))`,
+ * t and s the teacher's and the student's logits. Each batch may be shifted and flipped and is
+ * then relabelled by the teacher, so `transfer.softTargets` are not used here (only the images).
+ * The student is built as `buildModel(student, seed + 1)`, as `deno task synth` does.
+ *
+ * @param transfer a transfer set from {@link synthesizeTransferSet} (or any images `[N, 1, 32, 32]`
+ *   in [0, 1]).
+ * @returns the student and the loop's speed.
+ * @throws {RangeError} when the transfer set is empty or its arrays do not match `count`, or an
+ *   option is out of range.
+ * @throws {NumericalError} when the KD loss becomes NaN or infinite (lower `lr` or `tau`).
+ * @throws {NoAdapterError} when no WebGPU adapter is available.
+ *
+ * @example
+ * ```ts ignore
+ * const { student } = await distill(teacher, set, { epochs: 50, onProgress: (p) => console.log(p.loss) });
+ * ```
+ */
+export async function distill(
+  teacher: Sequential,
+  transfer: TransferSet,
+  opts: DistillOptions = {},
+): Promise<DistillResult> {
+  await initGpu();
+  const arch = opts.student ?? DEFAULTS.student;
+  checkArch(arch, "student");
+  const seed = safeInt(opts.seed ?? DEFAULTS.seed, "seed");
+  const epochs = positiveInt(opts.epochs ?? DEFAULTS.studentEpochs, "epochs");
+  const batchSize = positiveInt(opts.batchSize ?? DEFAULTS.studentBatchSize, "batchSize");
+  const lr = positive(opts.lr ?? DEFAULTS.studentLr, "lr");
+  const tau = positive(opts.tau ?? DEFAULTS.kdTau, "tau");
+  const logEvery = positiveInt(opts.logEvery ?? DEFAULTS.logEvery, "logEvery");
+  const n = positiveInt(transfer.count, "transfer.count");
+  const per = teacher.inputShape.reduce((a, b) => a * b, 1);
+  if (transfer.images.length !== n * per) {
+    throw new RangeError(
+      `distill: transfer.images holds ${transfer.images.length} values, not ` +
+        `[${n}, ${teacher.inputShape}] (${n * per})`,
+    );
+  }
+  const classes = teacher.shapes(1).at(-1)!.shape[1];
+  const student = buildModel(arch, seed + 1, classes);
+  try {
+    const t0 = performance.now();
+    const out = await distillLoop(teacher, student, transfer.images, n, {
+      epochs,
+      batchSize,
+      lr,
+      tau,
+      shift: opts.shift ?? DEFAULTS.kdShift,
+      flip: opts.flip ?? DEFAULTS.kdFlip,
+      seed,
+      logEvery,
+    }, { onProgress: opts.onProgress });
+    const seconds = (performance.now() - t0) / 1000;
+    return {
+      student,
+      seconds,
+      imagesPerSecond: out.imagesSeen / seconds,
+      finalLoss: out.finalLoss,
+    };
+  } catch (e) {
+    student.dispose();
+    throw e;
+  }
+}
+
+/**
+ * Top-1 accuracy of a classifier on labelled images: the fraction in [0, 1] of images whose
+ * largest logit is their label. Counts are accumulated on the GPU and read back once.
+ *
+ * @param data `images` `[count, 1, 32, 32]` f32, `labels` `[count]` (e.g. a real test split).
+ * @throws {RangeError} when `data` is empty or its arrays do not match `count`.
+ * @throws {NoAdapterError} when no WebGPU adapter is available.
+ *
+ * @example
+ * ```ts ignore
+ * const acc = await evaluate(student, await loadSplit(dir, "test"));
+ * ```
+ */
+export async function evaluate(model: Sequential, data: LabelledImages): Promise<number> {
+  await initGpu();
+  checkLabelled(data, model.inputShape, "evaluate");
+  return await evaluateModel(model, data);
+}
+
+// -- argument checks ------------------------------------------------------------------------
+
+function checkArch(arch: string, name: string): void {
+  if (!ARCHITECTURES.includes(arch as Architecture)) {
+    throw new RangeError(
+      `${name}: unknown architecture "${arch}"; use ${ARCHITECTURES.join(", ")}`,
+    );
+  }
+}
+
+function safeInt(v: number, name: string): number {
+  if (!Number.isSafeInteger(v)) throw new RangeError(`${name} must be an integer, got ${v}`);
+  return v;
+}
+
+function positiveInt(v: number, name: string): number {
+  if (!Number.isSafeInteger(v) || v < 1) {
+    throw new RangeError(`${name} must be an integer >= 1, got ${v}`);
+  }
+  return v;
+}
+
+function nonNegativeInt(v: number, name: string): number {
+  if (!Number.isSafeInteger(v) || v < 0) {
+    throw new RangeError(`${name} must be an integer >= 0, got ${v}`);
+  }
+  return v;
+}
+
+function positive(v: number, name: string): number {
+  if (!(v > 0) || !Number.isFinite(v)) {
+    throw new RangeError(`${name} must be a positive finite number, got ${v}`);
+  }
+  return v;
+}
+
+function checkLabelled(data: LabelledImages, chw: readonly number[], fn: string): void {
+  const per = chw.reduce((a, b) => a * b, 1);
+  const n = data.count;
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new RangeError(`${fn}: data.count must be an integer >= 1, got ${n}`);
+  }
+  if (data.images.length !== n * per) {
+    throw new RangeError(
+      `${fn}: data.images holds ${data.images.length} values, not [${n}, ${chw}] (${n * per})`,
+    );
+  }
+  if (data.labels.length < n) {
+    throw new RangeError(`${fn}: data.labels holds ${data.labels.length} labels, not ${n}`);
+  }
+}
