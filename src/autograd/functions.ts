@@ -31,6 +31,7 @@ import {
   type Pool2dOptions,
 } from "../ops/pool.ts";
 import { sumCols } from "../ops/reduce.ts";
+import { shift2d as shiftOp, shift2dBackward } from "../ops/shift.ts";
 import type { Tensor } from "../tensor.ts";
 import { activeTape } from "./tape.ts";
 
@@ -86,6 +87,16 @@ export function avgPool2d(x: Tensor, opts: Pool2dOptions): Tensor {
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   const y = x.reshape(shape);
   activeTape()?.record(y, [x], (gy) => [gy.reshape(x.shape)]);
+  return y;
+}
+
+/**
+ * Circular shift by (dy, dx) pixels after an optional horizontal flip; x: [N, C, H, W] → same.
+ * Synthesis jitter (random translations between iterations, as in DeepInversion).
+ */
+export function shift2d(x: Tensor, dy: number, dx: number, flip = false): Tensor {
+  const y = shiftOp(x, dy, dx, flip);
+  activeTape()?.record(y, [x], (gy) => [shift2dBackward(gy, dy, dx, flip)]);
   return y;
 }
 

@@ -35,6 +35,10 @@ export interface DfkdConfig {
   batchSize: number;
   /** Adam learning rate on the pixels. */
   synthLr: number;
+  /** Random shifts of up to this many pixels between synthesis iterations (0 = off). */
+  synthJitter: number;
+  /** Random horizontal flips between synthesis iterations. */
+  synthFlip: boolean;
   /** Student architecture. */
   student: Architecture;
   /** Distillation epochs over the transfer set. */
@@ -67,6 +71,8 @@ export const DEFAULTS: DfkdConfig = {
   iterations: 50,
   batchSize: 250,
   synthLr: 0.05,
+  synthJitter: 0,
+  synthFlip: false,
   student: "lenet5-half",
   studentEpochs: 100,
   studentLr: 0.002,
@@ -94,6 +100,8 @@ export function paperPreset(dataset: string): Partial<DfkdConfig> {
     iterations: 1500,
     batchSize: 100,
     synthLr: 0.001,
+    synthJitter: 0,
+    synthFlip: false,
     studentEpochs: 200,
     kdTau: 20,
     kdShift: false,

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { activationLoss, add, klDivLoss } from "../autograd/functions.ts";
+import { activationLoss, add, klDivLoss, shift2d } from "../autograd/functions.ts";
 import { Tape } from "../autograd/tape.ts";
 import type { Sequential } from "../nn/layers.ts";
 import type { ActivationNorm } from "../ops/loss.ts";
@@ -44,6 +44,14 @@ export interface SynthesisOptions {
   actNorm: ActivationNorm;
   /** Read the loss back every this many iterations (and at the last). */
   logEvery: number;
+  /**
+   * Random circular shifts of up to this many pixels applied to the images before each forward
+   * pass (DeepInversion's jitter; 0 = off), so the pixels are optimised to be recognised at any
+   * of those positions.
+   */
+  jitter?: number;
+  /** Random horizontal flips before each forward pass (with probability 1/2). */
+  jitterFlip?: boolean;
 }
 
 /** A logged synthesis loss. */
@@ -82,15 +90,21 @@ export async function synthesizeBatch(
   const m = Tensor.zeros(shape);
   const v = Tensor.zeros(shape);
   const capture = opts.lambdaAct > 0 ? ["conv1"] : [];
+  const jitter = opts.jitter ?? 0;
+  const jitterRng = rng.fork("jitter");
   let last = NaN;
   try {
     for (let it = 1; it <= opts.iterations; it++) {
       if (shouldStop?.()) return null;
       const report = it % opts.logEvery === 0 || it === opts.iterations;
+      const dy = jitter > 0 ? jitterRng.int(2 * jitter + 1) - jitter : 0;
+      const dx = jitter > 0 ? jitterRng.int(2 * jitter + 1) - jitter : 0;
+      const flip = opts.jitterFlip === true && jitterRng.uniform() < 0.5;
       const loss = tidy(() => {
         const tape = new Tape();
         const loss = tape.run(() => {
-          const { y, captured } = teacher.run(x, { capture });
+          const input = dy !== 0 || dx !== 0 || flip ? shift2d(x, dy, dx, flip) : x;
+          const { y, captured } = teacher.run(input, { capture });
           const kl = klDivLoss(targets, y, opts.tau);
           if (opts.lambdaAct <= 0) return kl;
           return add(kl, activationLoss(captured.get("conv1")!, opts.actNorm), 1, opts.lambdaAct);

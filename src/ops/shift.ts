@@ -1,0 +1,45 @@
+/**
+ * Circular image shifts with optional horizontal flip (synthesis jitter), and their inverse.
+ *
+ * @module
+ */
+
+import src from "../../kernels/shift.wgsl" with { type: "text" };
+import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { Tensor } from "../tensor.ts";
+
+const SHIFT: Kernel = { name: "shift2d", code: src };
+
+const mod = (a: number, m: number) => ((a % m) + m) % m;
+
+/**
+ * `out[n, c, y, x] = x[n, c, (y − dy) mod H, (x' − dx) mod W]` with `x' = W−1−x` when `flip`:
+ * the image moved down by `dy` and right by `dx` (wrapping around), after an optional mirror.
+ * x: [N, C, H, W] → same shape.
+ *
+ * @throws {RangeError} when x is not 4-D.
+ */
+export function shift2d(x: Tensor, dy: number, dx: number, flip = false): Tensor {
+  if (x.shape.length !== 4) throw new RangeError(`shift2d needs [N, C, H, W], got [${x.shape}]`);
+  const [, , h, w] = x.shape;
+  return gather(x, h, w, mod(-dy, h), mod(-dx, w), flip);
+}
+
+/** The backward pass of {@link shift2d}: its inverse permutation applied to `gy`. */
+export function shift2dBackward(gy: Tensor, dy: number, dx: number, flip = false): Tensor {
+  const [, , h, w] = gy.shape;
+  // Forward gathers at (y + ay, f(x) + ax); the inverse gathers at (y − ay, x − ax) without flip
+  // and at (y − ay, W−1−x + ax) with flip (an involution in x).
+  return gather(gy, h, w, mod(dy, h), flip ? mod(-dx, w) : mod(dx, w), flip);
+}
+
+function gather(x: Tensor, h: number, w: number, ay: number, ax: number, flip: boolean): Tensor {
+  const out = Tensor.empty(x.shape);
+  dispatch(
+    SHIFT,
+    [x.buffer, out.buffer],
+    { u32: [x.size, h, w, ay, ax, flip ? 1 : 0] },
+    groups(x.size, 256),
+  );
+  return out;
+}
