@@ -1,0 +1,224 @@
+/**
+ * Matrix multiply `C = op(A)·op(B) (+ bias)`, f32, with two kernels behind one op:
+ *
+ * - `"register"` (`kernels/matmul.wgsl`): each invocation computes a 16×16 block of C in
+ *   registers from vec4 loads, no workgroup memory and no barriers. Fastest on software adapters
+ *   (llvmpipe), where workgroup memory and barriers are slow. Reads A and B as vec4, so an
+ *   operand whose stored row length is not a multiple of 4 is first copied into a zero-padded
+ *   buffer (one cheap pass).
+ * - `"tiled"` (`kernels/matmul_tiled.wgsl`): workgroup-shared-memory tiling, the usual choice on
+ *   real GPUs.
+ *
+ * All four layouts (A·B, Aᵀ·B, A·Bᵀ, Aᵀ·Bᵀ) are specialised pipelines (override constants), so
+ * the backward passes (`gy·W`, `gyᵀ·x`) run at forward speed without transposing copies.
+ *
+ * @module
+ */
+
+import src from "../../kernels/matmul.wgsl" with { type: "text" };
+import tiledSrc from "../../kernels/matmul_tiled.wgsl" with { type: "text" };
+import { dispatch, gpuContext, groups, type Kernel } from "../gpu/runtime.ts";
+import { Tensor } from "../tensor.ts";
+
+/** Which matmul kernel to run: register blocking (software adapters) or shared-memory tiling. */
+export type MatmulStrategy = "register" | "tiled";
+
+/** Options of {@link matmul}. */
+export interface MatmulOptions {
+  /** A is stored `[K, M]` and used transposed. */
+  transA?: boolean;
+  /** B is stored `[N, K]` and used transposed. */
+  transB?: boolean;
+  /** Optional `[N]` vector added to every row of the result. */
+  bias?: Tensor | null;
+  /** Kernel to use; default {@link defaultMatmulStrategy}. */
+  strategy?: MatmulStrategy;
+}
+
+/** Rows and columns of C computed by one tiled-strategy workgroup. */
+const TILED_BLOCK = 64;
+
+const PAD: Kernel = { name: "matmul.pad", code: src, entryPoint: "pad" };
+
+/**
+ * Register-strategy launch shape: 4-row/4-column groups per invocation (pipeline constants) and
+ * the arrangement of a workgroup's 64 invocations (uniforms; `wgX·wgY <= 64`).
+ */
+interface RegisterPlan {
+  ni: number;
+  nj: number;
+  wgX: number;
+  wgY: number;
+}
+
+const pow2ceil = (x: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, x)));
+
+/**
+ * Blocks of up to 16×16 per invocation in 8×8 workgroups; thin results get thinner blocks and
+ * workgroups stretched along the long side, so that the SIMD lanes (consecutive x) stay busy.
+ */
+function registerPlan(m: number, n: number): RegisterPlan {
+  const ni = Math.min(4, Math.ceil(m / 4));
+  const nj = Math.min(4, Math.ceil(n / 4));
+  const tilesX = Math.ceil(n / (4 * nj));
+  const tilesY = Math.ceil(m / (4 * ni));
+  let wgX = Math.min(8, pow2ceil(tilesX));
+  let wgY = Math.min(64 / wgX, pow2ceil(tilesY));
+  // Keep at least two workgroups for two or more threads when the work allows it.
+  while (wgX * wgY > 8 && Math.ceil(tilesX / wgX) * Math.ceil(tilesY / wgY) < 2) {
+    if (wgY >= wgX) wgY /= 2;
+    else wgX /= 2;
+  }
+  return { ni, nj, wgX, wgY };
+}
+
+function tiledKernel(transA: boolean, transB: boolean): Kernel {
+  return {
+    name: "matmul.tiled",
+    code: tiledSrc,
+    constants: { TRANS_A: Number(transA), TRANS_B: Number(transB) },
+  };
+}
+
+function registerKernel(transA: boolean, transB: boolean, plan: RegisterPlan): Kernel {
+  return {
+    name: "matmul.register",
+    code: src,
+    constants: {
+      TRANS_A: Number(transA),
+      TRANS_B: Number(transB),
+      NI: plan.ni,
+      NJ: plan.nj,
+    },
+  };
+}
+
+/**
+ * The strategy chosen for this adapter: `"register"` on software/fallback adapters (llvmpipe),
+ * `"tiled"` on real GPUs.
+ *
+ * @throws {Error} when the GPU runtime is not initialised (`await initGpu()` first).
+ */
+export function defaultMatmulStrategy(): MatmulStrategy {
+  return gpuContext().isFallbackAdapter ? "register" : "tiled";
+}
+
+function checkMatrix(name: string, t: Tensor): void {
+  if (t.shape.length !== 2) {
+    throw new RangeError(`matmul: ${name} must be a 2-D matrix, got shape [${t.shape}]`);
+  }
+  if (t.dtype !== "f32") throw new RangeError(`matmul: ${name} must be f32, got ${t.dtype}`);
+}
+
+/**
+ * The top-left `[rows, cols]` of `src` (row stride `srcStride`) copied into a new
+ * `[outRows, outCols]` tensor, zero elsewhere.
+ */
+function copyPadded(
+  src: Tensor,
+  rows: number,
+  cols: number,
+  srcStride: number,
+  outRows: number,
+  outCols: number,
+): Tensor {
+  const out = Tensor.empty([outRows, outCols]);
+  dispatch(
+    PAD,
+    [src.buffer, out.buffer],
+    { u32: [rows, cols, srcStride, outRows, outCols] },
+    groups(outRows * outCols, 256),
+  );
+  return out;
+}
+
+/** `t` (`[rows, cols]`) zero-padded to `[outRows, stride]`, or `t` itself when it fits. */
+function padded(t: Tensor, outRows: number, stride: number): Tensor {
+  const [rows, cols] = t.shape;
+  if (rows === outRows && cols === stride) return t;
+  return copyPadded(t, rows, cols, cols, outRows, stride);
+}
+
+const ceil4 = (x: number): number => Math.ceil(x / 4) * 4;
+
+/**
+ * `C = op(A)·op(B) (+ bias broadcast over rows)`, f32.
+ *
+ * @param a `[M, K]`, or `[K, M]` when `transA`.
+ * @param b `[K, N]`, or `[N, K]` when `transB`.
+ * @param opts `transA`, `transB`, optional `bias` of shape `[N]`, and `strategy` (default
+ *   {@link defaultMatmulStrategy}).
+ * @returns C, `[M, N]`.
+ * @throws {RangeError} when A or B is not a 2-D f32 matrix, when the inner dimensions of op(A)
+ *   and op(B) differ, or when `bias` is not an f32 vector of N elements.
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const transA = opts.transA ?? false;
+  const transB = opts.transB ?? false;
+  const bias = opts.bias ?? null;
+  const strategy = opts.strategy ?? defaultMatmulStrategy();
+  checkMatrix("A", a);
+  checkMatrix("B", b);
+  const [m, k] = transA ? [a.shape[1], a.shape[0]] : [a.shape[0], a.shape[1]];
+  const [kb, n] = transB ? [b.shape[1], b.shape[0]] : [b.shape[0], b.shape[1]];
+  if (k !== kb) {
+    throw new RangeError(
+      `matmul: inner dimensions differ: A [${a.shape}]${transA ? "ᵀ" : ""} · ` +
+        `B [${b.shape}]${transB ? "ᵀ" : ""} (${k} vs ${kb})`,
+    );
+  }
+  if (bias && (bias.shape.length !== 1 || bias.shape[0] !== n || bias.dtype !== "f32")) {
+    throw new RangeError(
+      `matmul: bias must be an f32 vector [${n}] for the [${m}, ${n}] result, got [${bias.shape}]`,
+    );
+  }
+  if (m === 0 || n === 0) return Tensor.empty([m, n]);
+  if (strategy === "tiled") {
+    const out = Tensor.empty([m, n]);
+    const gx = groups(n, TILED_BLOCK);
+    const total = gx * groups(m, TILED_BLOCK);
+    dispatch(
+      tiledKernel(transA, transB),
+      [a.buffer, b.buffer, (bias ?? a).buffer, out.buffer],
+      { u32: [m, n, k, gx, total, bias ? 1 : 0] },
+      total,
+    );
+    return out;
+  }
+  // Register strategy: vec4 loads and stores and K in steps of 4 need row lengths and K
+  // padded to multiples of 4.
+  const k4 = ceil4(k);
+  const n4 = ceil4(n);
+  const aPad = padded(a, transA ? k4 : m, ceil4(a.shape[1]));
+  const bPad = padded(b, transB ? n : k4, ceil4(b.shape[1]));
+  const plan = registerPlan(m, n);
+  const gx = groups(n, 4 * plan.nj * plan.wgX);
+  const total = gx * groups(m, 4 * plan.ni * plan.wgY);
+  const out = Tensor.empty([m, n4]);
+  dispatch(
+    registerKernel(transA, transB, plan),
+    [aPad.buffer, bPad.buffer, (bias ?? a).buffer, out.buffer],
+    {
+      u32: [
+        m,
+        n,
+        k4 / 4,
+        aPad.shape[1] / 4,
+        bPad.shape[1] / 4,
+        n4 / 4,
+        gx,
+        total,
+        plan.wgX,
+        plan.wgY,
+        bias ? 1 : 0,
+      ],
+    },
+    total,
+  );
+  if (aPad !== a) aPad.dispose();
+  if (bPad !== b) bPad.dispose();
+  if (n4 === n) return out;
+  const cropped = copyPadded(out, m, n, n4, m, n);
+  out.dispose();
+  return cropped;
+}
