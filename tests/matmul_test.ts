@@ -78,7 +78,8 @@ for (const strategy of STRATEGIES) {
     await gpuReady;
     let seed = 100;
     // A·Bᵀ (forward of x·Wᵀ), A·B (dx = gy·W), Aᵀ·B (dW = gyᵀ·x) on LeNet-like sizes.
-    for (const [m, n, k] of [[64, 48, 40], [20, 10, 84], [10, 84, 20], [130, 66, 9]]) {
+    const shapes = [[64, 48, 40], [20, 10, 84], [10, 84, 20], [130, 66, 9], [200, 300, 260]];
+    for (const [m, n, k] of shapes) {
       await check([m, n, k], false, true, true, strategy, seed++);
       await check([m, n, k], false, false, false, strategy, seed++);
       await check([m, n, k], true, false, false, strategy, seed++);

@@ -1,13 +1,15 @@
 /**
  * Matrix multiply `C = op(A)·op(B) (+ bias)`, f32, with two kernels behind one op:
  *
- * - `"register"` (`kernels/matmul.wgsl`): each invocation computes a 16×16 block of C in
+ * - `"register"` (`kernels/matmul.wgsl`): each invocation computes up to a 16×16 block of C in
  *   registers from vec4 loads, no workgroup memory and no barriers. Fastest on software adapters
- *   (llvmpipe), where workgroup memory and barriers are slow. Reads A and B as vec4, so an
- *   operand whose stored row length is not a multiple of 4 is first copied into a zero-padded
- *   buffer (one cheap pass).
- * - `"tiled"` (`kernels/matmul_tiled.wgsl`): workgroup-shared-memory tiling, the usual choice on
- *   real GPUs.
+ *   (llvmpipe), where workgroup memory and barriers are slow (about 20–25 GFLOP/s of the two
+ *   cores' worth on a 1024³ product, against ~2 for the tiled kernel). It reads and writes vec4
+ *   and steps K by 4, so an operand whose stored row length or K is not a multiple of 4 is first
+ *   copied into a zero-padded buffer, and a result with N not a multiple of 4 is computed with
+ *   padded rows and cropped: one cheap extra pass each, only for such shapes.
+ * - `"tiled"` (`kernels/matmul_tiled.wgsl`): workgroup-shared-memory tiling (64×64 tiles), the
+ *   usual choice on real GPUs; any shape without padding.
  *
  * All four layouts (A·B, Aᵀ·B, A·Bᵀ, Aᵀ·Bᵀ) are specialised pipelines (override constants), so
  * the backward passes (`gy·W`, `gyᵀ·x`) run at forward speed without transposing copies.
