@@ -4,24 +4,30 @@
  * @module
  */
 
-import { type DatasetName, findDataDir, loadSplit, missingDataMessage } from "../data/datasets.ts";
-import { initGpu } from "../gpu/runtime.ts";
+import { type DatasetName, findDataDir, loadSplit } from "../data/datasets.ts";
 import { loadModel } from "../nn/checkpoint.ts";
 import { evaluate } from "../nn/train.ts";
 import { type FlagSpec, helpText, parseFlags, UsageError } from "./flags.ts";
-import { runMain } from "./main.ts";
+import { dataNotFound, initGpuForCli, runMain } from "./main.ts";
 
-const FLAGS: Record<string, FlagSpec> = {
+/** Every flag of `deno task eval`. */
+export const FLAGS: Record<string, FlagSpec> = {
   model: { type: "string", help: "Checkpoint (.safetensors) to evaluate. Required." },
   dataset: {
     type: "string",
+    defaultText: "the checkpoint's metadata, else fashion-mnist",
     choices: ["fashion-mnist", "mnist"],
-    help: "Dataset (default: the checkpoint's metadata, else fashion-mnist).",
+    help: "Dataset.",
   },
-  data: { type: "string", help: "Folder holding the IDX files (default: standard install paths)." },
+  data: {
+    type: "string",
+    defaultText: "$DFKD_DATA_DIR, /usr/share/datasets/<dataset>, ~/.cache/dfkd, ./data",
+    help: "Folder holding the IDX files.",
+  },
 };
 
-runMain(async (args) => {
+/** Runs `deno task eval` with `args`; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
   const f = parseFlags(args, FLAGS);
   if (f.help) {
     console.log(
@@ -30,11 +36,11 @@ runMain(async (args) => {
     return 0;
   }
   if (!f.model) throw new UsageError("--model FILE is required");
-  await initGpu();
+  await initGpuForCli();
   const { model, metadata } = await loadModel(f.model as string);
   const dataset = (f.dataset ?? metadata.dataset ?? "fashion-mnist") as DatasetName;
   const dir = findDataDir(dataset, f.data as string | undefined);
-  if (!dir) throw new UsageError(missingDataMessage(dataset));
+  if (!dir) throw dataNotFound(dataset, f.data as string | undefined);
   const test = await loadSplit(dir, "test");
   const acc = await evaluate(model, test);
   console.log(
@@ -42,4 +48,7 @@ runMain(async (args) => {
       (acc * 100).toFixed(2)
     }%`,
   );
-});
+  return 0;
+}
+
+if (import.meta.main) runMain(main);

@@ -19,8 +19,10 @@ export class UsageError extends Error {
 /** One flag. */
 export interface FlagSpec {
   type: "string" | "number" | "integer" | "boolean";
-  /** Default value shown in --help (undefined = no default). */
+  /** Default value (undefined = no default value). */
   default?: string | number | boolean;
+  /** What --help shows as the default when it is not a plain value (e.g. "standard paths"). */
+  defaultText?: string;
   /** Help text. */
   help: string;
   /** Allowed values for strings. */
@@ -48,12 +50,41 @@ export function helpText(usage: string, about: string, specs: Record<string, Fla
   const lines = [usage, "", about, "", "Flags:"];
   for (const [name, s] of Object.entries(specs)) {
     const arg = s.type === "boolean" ? "" : ` <${s.choices ? s.choices.join("|") : s.type}>`;
-    const def = s.default === undefined ? "" : ` (default: ${s.default})`;
+    const shown = s.defaultText ?? s.default;
+    const def = shown === undefined ? "" : ` (default: ${shown})`;
     lines.push(`  --${name}${arg}`);
     lines.push(`      ${s.help}${def}`);
   }
   lines.push("  --help", "      Show this help and exit.");
+  lines.push("  --verbose", "      Print the stack trace of an error.");
   return lines.join("\n");
+}
+
+/**
+ * Joins `--flag -1` into `--flag=-1` for flags that take a value, so negative numbers reach the
+ * range check (which then names the flag and its bounds) instead of being taken for a flag.
+ *
+ * @throws {UsageError} when a flag that takes a value is last or followed by another `--flag`.
+ */
+function joinDashValues(args: string[], specs: Record<string, FlagSpec>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const next = args[i + 1];
+    const spec = a.startsWith("--") && !a.includes("=") ? specs[a.slice(2)] : undefined;
+    if (spec && spec.type !== "boolean" && (next === undefined || next.startsWith("--"))) {
+      const example = spec.default !== undefined ? ` (e.g. ${a} ${spec.default})` : "";
+      throw new UsageError(`${a} needs a value${example}. Run with --help to see every flag.`);
+    }
+    if (
+      spec && spec.type !== "boolean" && next !== undefined && next.startsWith("-") &&
+      !next.startsWith("--")
+    ) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
 }
 
 /**
@@ -67,12 +98,21 @@ export function parseFlags(args: string[], specs: Record<string, FlagSpec>): Par
   for (const [name, s] of Object.entries(specs)) {
     options[name] = { type: s.type === "boolean" ? "boolean" : "string" };
   }
+  const joined = joinDashValues(args, specs);
   let parsed;
   try {
-    parsed = parseArgs({ args, options, strict: true, allowPositionals: false });
+    parsed = parseArgs({
+      args: joined,
+      options,
+      strict: true,
+      allowPositionals: false,
+    });
   } catch (e) {
-    const msg = (e as Error).message.replace(/\. To specify.*$/s, "");
-    throw new UsageError(`${msg}. Run with --help to see every flag.`);
+    const msg = (e as Error).message.replace(/\s*To specify.*$/s, "").replace(/\s+/g, " ")
+      .replace(/[.\s]+$/, "");
+    throw new UsageError(
+      `${msg}${/[?!]$/.test(msg) ? "" : "."} Run with --help to see every flag.`,
+    );
   }
   const values = parsed.values as Record<string, string | boolean | undefined>;
   const out: ParsedFlags = {
@@ -97,7 +137,9 @@ export function parseFlags(args: string[], specs: Record<string, FlagSpec>): Par
       continue;
     }
     const v = raw.trim() === "" ? NaN : Number(raw);
-    if (!Number.isFinite(v)) throw new UsageError(`--${name} must be a number; got "${raw}"`);
+    if (!Number.isFinite(v)) {
+      throw new UsageError(`--${name} must be a finite number; got "${raw}"`);
+    }
     if (s.type === "integer" && !Number.isInteger(v)) {
       throw new UsageError(`--${name} must be a whole number; got "${raw}"`);
     }

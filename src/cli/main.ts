@@ -1,21 +1,66 @@
 /**
  * Shared entry-point wrapper for the command-line tools: known failures (bad flags, bad files,
- * no adapter, numerical faults) print one line saying what was wrong and what to do, and exit
- * with code 2; a stack trace is printed only with `--verbose`.
+ * no adapter, numerical faults, a lost device) print one line saying what was wrong and what to
+ * do, and exit with code 2; a stack trace is printed only with `--verbose`. Anything else is a
+ * bug: one line, a pointer to `--verbose`, and exit code 1.
+ *
+ * Environment: `DFKD_FORCE_NO_ADAPTER=1` makes {@link initGpuForCli} behave as on a machine
+ * without any WebGPU adapter, so that the message and exit code of that case can be tested.
  *
  * @module
  */
 
-import { NoAdapterError } from "../gpu/device.ts";
+import { type GpuContext, NoAdapterError } from "../gpu/device.ts";
+import { initGpu } from "../gpu/runtime.ts";
 import { CheckpointError } from "../nn/safetensors.ts";
 import { DataError } from "../data/idx.ts";
+import { dataDirCandidates, type DatasetName } from "../data/datasets.ts";
 import { UsageError } from "./flags.ts";
+
+/** Names of the error classes the user can act on (some live in modules the CLI cannot import). */
+const USER_ERROR_NAMES = new Set(["NumericalError", "RunFolderError", "DeviceLostError"]);
 
 /** Errors the user can fix; printed as one line with exit code 2. */
 export function isUserError(e: unknown): boolean {
   return e instanceof UsageError || e instanceof CheckpointError || e instanceof DataError ||
-    e instanceof NoAdapterError || (e instanceof Error && e.name === "NumericalError") ||
-    (e instanceof Error && e.name === "RunFolderError");
+    e instanceof NoAdapterError || (e instanceof Error && USER_ERROR_NAMES.has(e.name));
+}
+
+/**
+ * {@link initGpu} for the command-line tools. Set `DFKD_FORCE_NO_ADAPTER=1` to simulate a machine
+ * without a WebGPU adapter (for tests of the error message).
+ *
+ * @throws {NoAdapterError} when no adapter is available (or the variable is set).
+ */
+export function initGpuForCli(): Promise<GpuContext> {
+  let forced = false;
+  try {
+    forced = Deno.env.get("DFKD_FORCE_NO_ADAPTER") === "1";
+  } catch { /* no --allow-env: nothing forced */ }
+  if (forced) return Promise.reject(new NoAdapterError());
+  return initGpu();
+}
+
+/**
+ * The one-line error for a dataset that is not where the user pointed (`explicit`, the --data
+ * flag) or in any standard place.
+ */
+export function dataNotFound(dataset: DatasetName, explicit?: string): UsageError {
+  const files = "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and " +
+    "t10k-labels-idx1-ubyte, each optionally .gz";
+  const get = dataset === "fashion-mnist"
+    ? " or install it (Debian/Ubuntu: apt install dataset-fashion-mnist)"
+    : "";
+  if (explicit !== undefined) {
+    return new UsageError(
+      `--data ${explicit}: the ${dataset} files are not there (a data folder holds ${files}); ` +
+        `pass the folder that holds them`,
+    );
+  }
+  return new UsageError(
+    `no ${dataset} data found (looked in ${dataDirCandidates(dataset).join(", ")}); pass ` +
+      `--data DIR, a folder holding ${files},${get}`,
+  );
 }
 
 /** Runs `fn(args)`; maps thrown errors to a message and an exit code. */
@@ -26,11 +71,12 @@ export async function runMain(fn: (args: string[]) => Promise<number | void>): P
   try {
     code = (await fn(args)) ?? 0;
   } catch (e) {
+    const user = isUserError(e);
     const msg = e instanceof Error ? e.message : String(e);
-    console.error(`error: ${msg}`);
+    console.error(`error: ${user ? msg.replace(/\s*\n\s*/g, " ") : msg}`);
     if (verbose && e instanceof Error) console.error(e.stack);
-    else if (!isUserError(e)) console.error("(run with --verbose for the stack trace)");
-    code = isUserError(e) ? 2 : 1;
+    else if (!user) console.error("(run with --verbose for the stack trace)");
+    code = user ? 2 : 1;
   }
   Deno.exit(code);
 }

@@ -7,22 +7,34 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { findDataDir, loadSplit, missingDataMessage } from "../data/datasets.ts";
+import {
+  dataDirCandidates,
+  DATASET_NAMES,
+  type DatasetName,
+  findDataDir,
+  loadSplit,
+} from "../data/datasets.ts";
 import { DEFAULTS, type DfkdConfig, METHODS, paperPreset } from "../dfkd/config.ts";
 import {
+  clearRunFolder,
+  fileSha256,
+  hasRun,
   isFinishedRun,
-  readRunConfig,
+  readRunFile,
   runDfkd,
   type RunEvent,
+  type RunFile,
   RunFolderError,
+  writeRunFile,
 } from "../dfkd/run.ts";
-import { initGpu } from "../gpu/runtime.ts";
+import type { Sequential } from "../nn/layers.ts";
 import { loadModel } from "../nn/checkpoint.ts";
-import { ARCHITECTURES } from "../nn/models.ts";
+import { ARCHITECTURES, buildModel } from "../nn/models.ts";
+import { CheckpointError, loadSafetensors } from "../nn/safetensors.ts";
 import { type FlagSpec, helpText, parseFlags, UsageError } from "./flags.ts";
-import { runMain } from "./main.ts";
+import { dataNotFound, initGpuForCli, runMain } from "./main.ts";
 import { type Progress, progressBar } from "./progress.ts";
 
 /** The bundled default teacher (LeNet-5 trained on Fashion-MNIST by this project). */
@@ -32,7 +44,8 @@ export const DEFAULT_TEACHER = fileURLToPath(
 
 const D = DEFAULTS;
 const onOff = ["on", "off"] as const;
-const FLAGS: Record<string, FlagSpec> = {
+/** Every flag of `deno task synth`, with its default and help text. */
+export const FLAGS: Record<string, FlagSpec> = {
   teacher: {
     type: "string",
     default: "examples/teachers/lenet5-fashion-mnist.safetensors",
@@ -40,13 +53,16 @@ const FLAGS: Record<string, FlagSpec> = {
   },
   data: {
     type: "string",
-    help:
-      "Folder with the real test set's IDX files, for accuracy only (default: standard install paths).",
+    defaultText: "$DFKD_DATA_DIR, /usr/share/datasets/<dataset>, ~/.cache/dfkd, ./data",
+    help: "Folder with the real test set's IDX files, for accuracy only.",
   },
   out: { type: "string", default: "runs/<date-time>", help: "Output folder." },
   resume: {
     type: "string",
-    help: "Continue the interrupted run in this folder (its run.json gives the settings).",
+    defaultText: "none: start a new run",
+    help: "Continue the interrupted run in this folder (its run.json gives the settings; " +
+      "--synth-lr, --tau, --lambda-act, --act-norm, --iterations, --student-lr, --kd-tau, " +
+      "--kd-shift, --kd-flip, --student-epochs and --log-every may be changed for the work left).",
   },
   force: {
     type: "boolean",
@@ -96,7 +112,13 @@ const FLAGS: Record<string, FlagSpec> = {
     choices: ["sample-l1", "element-mean"],
     help: "Activation-loss normalisation: the paper's per-sample L1, or the mean over elements.",
   },
-  samples: { type: "integer", default: D.samples, min: 1, help: "Transfer-set size." },
+  samples: {
+    type: "integer",
+    default: D.samples,
+    min: 1,
+    max: 1_000_000,
+    help: "Transfer-set size.",
+  },
   iterations: {
     type: "integer",
     default: D.iterations,
@@ -164,6 +186,7 @@ const FLAGS: Record<string, FlagSpec> = {
     type: "integer",
     default: D.seed,
     min: 0,
+    max: Number.MAX_SAFE_INTEGER - 1,
     help: "Seed of every random draw (same seed, same adapter: same result).",
   },
   "log-every": {
@@ -175,7 +198,7 @@ const FLAGS: Record<string, FlagSpec> = {
 };
 
 /** Flag name → config key. */
-const KEYS: Record<string, keyof DfkdConfig> = {
+export const KEYS: Record<string, keyof DfkdConfig> = {
   method: "method",
   layer: "layer",
   sigma: "sigma",
@@ -197,11 +220,69 @@ const KEYS: Record<string, keyof DfkdConfig> = {
   "log-every": "logEvery",
 };
 
+/**
+ * Settings that `--resume` may change: they only steer work not done yet. The others fix the
+ * layout or the meaning of the finished batches and epochs.
+ */
+const RESUME_TUNABLE: ReadonlySet<string> = new Set([
+  "synth-lr",
+  "tau",
+  "lambda-act",
+  "act-norm",
+  "iterations",
+  "student-lr",
+  "kd-tau",
+  "kd-shift",
+  "kd-flip",
+  "student-epochs",
+  "log-every",
+]);
+
 function timestamp(): string {
   return new Date().toISOString().replace(/\..*$/, "").replace(/[-:]/g, "").replace("T", "-");
 }
 
-runMain(async (args) => {
+const show = (v: unknown) => v === true ? "on" : v === false ? "off" : String(v);
+
+/**
+ * Loads the teacher and checks that its weights are finite. `hint` says what to do on failure.
+ *
+ * @throws {CheckpointError} naming the file, what is wrong and what to do.
+ */
+async function loadTeacher(
+  path: string,
+  hint: string,
+): Promise<Awaited<ReturnType<typeof loadModel>>> {
+  let loaded;
+  try {
+    loaded = await loadModel(path);
+  } catch (e) {
+    if (e instanceof CheckpointError) throw new CheckpointError(`${e.message}; ${hint}`);
+    throw e;
+  }
+  const { tensors } = await loadSafetensors(path);
+  for (const [name, t] of Object.entries(tensors)) {
+    let bad = 0;
+    for (const v of t.data) if (!Number.isFinite(v)) bad++;
+    if (bad > 0) {
+      loaded.model.dispose();
+      throw new CheckpointError(
+        `${path}: tensor "${name}" holds ${bad} NaN or infinite value(s); the checkpoint is ` +
+          `corrupt or its training diverged: ${hint}`,
+      );
+    }
+  }
+  return loaded;
+}
+
+/** Largest activation of one image in `model`, in bytes (input included). */
+function bytesPerImage(model: Sequential): number {
+  const sizes = model.shapes(1).map((s) => s.shape.reduce((a, b) => a * b, 1));
+  return 4 * Math.max(model.inputShape.reduce((a, b) => a * b, 1), ...sizes);
+}
+
+/** Runs `deno task synth` with `args`; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
   const f = parseFlags(args, FLAGS);
   if (f.help) {
     console.log(helpText(
@@ -209,82 +290,181 @@ runMain(async (args) => {
       "Data-free knowledge distillation (Wang, AAAI 2021): synthesises a transfer set from the\n" +
         "teacher alone, distils a student on it, and reports both networks' accuracy on the real\n" +
         "test set. Writes metrics.json, transfer-set.safetensors, student.safetensors,\n" +
-        "samples.png and losses.csv into the output folder.",
+        "samples.png and losses.csv into the output folder. Ctrl-C (or SIGTERM) stops after the\n" +
+        "step in progress and keeps finished batches and epochs; --resume DIR continues.",
       FLAGS,
     ));
     return 0;
   }
-  const ctx = await initGpu();
+  const given = (flag: string) => f.explicit.has(flag);
+  const value = (flag: string) => f[flag] === "on" ? true : f[flag] === "off" ? false : f[flag];
 
-  // Output folder, teacher and configuration (a resumed run reads its own run.json).
+  // 1. The output folder and where the settings come from (cheap checks first).
   let outDir: string;
-  let cfg: DfkdConfig;
   let teacherPath: string;
+  let run: RunFile | null = null;
+  const changed: string[] = [];
+  let cfg: DfkdConfig;
   if (f.resume !== undefined) {
     outDir = f.resume as string;
-    if (await isFinishedRun(outDir)) {
-      throw new RunFolderError(`${outDir} holds a finished run (metrics.json); nothing to resume`);
+    if (given("force")) {
+      throw new UsageError(
+        `--force cannot be combined with --resume; to start ${outDir} over, drop --resume`,
+      );
     }
-    cfg = await readRunConfig(outDir);
-    teacherPath = JSON.parse(await Deno.readTextFile(join(outDir, "run.json"))).teacher;
-  } else {
-    teacherPath = f.explicit.has("teacher") ? f.teacher as string : DEFAULT_TEACHER;
-    outDir = f.explicit.has("out") ? f.out as string : join("runs", timestamp());
-    if (await isFinishedRun(outDir) && !f.force) {
+    if (given("preset")) {
+      throw new UsageError(
+        `--preset applies to new runs only; the run in ${outDir} keeps its settings (run.json)`,
+      );
+    }
+    if (given("out") && resolve(f.out as string) !== resolve(outDir)) {
+      throw new UsageError(
+        `--out ${f.out} and --resume ${outDir} name different folders; --resume DIR continues ` +
+          `the run in DIR: drop --out`,
+      );
+    }
+    if (await isFinishedRun(outDir)) {
       throw new RunFolderError(
-        `${outDir} already holds a finished run; pass --force to overwrite it or choose another --out`,
+        `--resume ${outDir}: the run there is finished (metrics.json); nothing to resume. ` +
+          `Start a new run with another --out, or redo it with --out ${outDir} --force`,
+      );
+    }
+    run = await readRunFile(outDir);
+    teacherPath = run.teacher;
+    if (given("teacher") && resolve(f.teacher as string) !== resolve(run.teacher)) {
+      throw new UsageError(
+        `--teacher ${f.teacher} differs from the teacher of the run in ${outDir} ` +
+          `(${run.teacher}); drop --teacher to resume it`,
+      );
+    }
+    cfg = { ...DEFAULTS, ...run.config };
+    const c = cfg as unknown as Record<string, unknown>;
+    for (const [flag, key] of Object.entries(KEYS)) {
+      if (!given(flag) || value(flag) === c[key]) continue;
+      if (!RESUME_TUNABLE.has(flag)) {
+        throw new UsageError(
+          `--${flag} cannot change when resuming: the finished work in ${outDir} used ` +
+            `--${flag} ${show(c[key])}; drop --${flag}, or start a new run`,
+        );
+      }
+      changed.push(`--${flag} ${show(c[key])} → ${show(value(flag))}`);
+      c[key] = value(flag);
+    }
+  } else {
+    teacherPath = given("teacher") ? f.teacher as string : DEFAULT_TEACHER;
+    outDir = given("out") ? f.out as string : join("runs", timestamp());
+    if (!f.force && await isFinishedRun(outDir)) {
+      throw new RunFolderError(
+        `--out ${outDir} already holds a finished run; pass --force to overwrite it or choose ` +
+          `another --out`,
+      );
+    }
+    if (!f.force && await hasRun(outDir)) {
+      throw new RunFolderError(
+        `--out ${outDir} holds an unfinished run; continue it with --resume ${outDir}, or pass ` +
+          `--force to start over`,
       );
     }
     cfg = { ...DEFAULTS };
   }
-  const { model: teacher, metadata } = await loadModel(teacherPath);
-  const dataset = metadata.dataset ?? "fashion-mnist";
-  if (f.resume === undefined) {
-    if (f.preset === "paper") Object.assign(cfg, paperPreset(dataset));
-    for (const [flag, key] of Object.entries(KEYS)) {
-      if (!f.explicit.has(flag)) continue;
-      const v = f[flag];
-      (cfg as unknown as Record<string, unknown>)[key] = v === "on"
-        ? true
-        : v === "off"
-        ? false
-        : v;
-    }
-    if (f.force) await Deno.remove(outDir, { recursive: true }).catch(() => {});
+
+  // 2. The GPU and the teacher.
+  const gpu = await initGpuForCli();
+  const hint = run
+    ? `restore the teacher the run in ${outDir} was started with (run.json), or start a new run`
+    : "pass --teacher a LeNet-5 checkpoint in safetensors format (make one with " +
+      "`deno task train-teacher`)";
+  const { model: teacher, metadata } = await loadTeacher(teacherPath, hint);
+  const sha = await fileSha256(teacherPath);
+  if (run?.teacher_sha256 && run.teacher_sha256 !== sha) {
+    throw new RunFolderError(
+      `--resume ${outDir}: the teacher ${teacherPath} changed since the run started ` +
+        `(SHA-256 differs); restore it, or start a new run`,
+    );
   }
-  if (cfg.method !== "noise") {
-    teacher.indexOf(cfg.method === "softmax-space" ? teacher.layers.at(-1)!.name : cfg.layer);
-  }
-  const maxBatch = Math.floor(ctx.maxStorageBufferBindingSize / (6 * 28 * 28 * 4));
-  if (cfg.batchSize > maxBatch || cfg.studentBatchSize > maxBatch) {
-    throw new UsageError(
-      `--batch-size ${
-        Math.max(cfg.batchSize, cfg.studentBatchSize)
-      } is larger than this adapter's buffer limits allow (at most ${maxBatch})`,
+  const dataset = (run?.dataset ?? metadata.dataset ?? "fashion-mnist") as DatasetName;
+  if (!DATASET_NAMES.includes(dataset)) {
+    throw new CheckpointError(
+      `${teacherPath}: the checkpoint's metadata names dataset "${dataset}"; this tool knows ` +
+        `${DATASET_NAMES.join(", ")}: set "dataset" in its __metadata__ to one of them`,
     );
   }
 
-  const dataDir = findDataDir(dataset as "fashion-mnist" | "mnist", f.data as string | undefined);
-  if (f.data !== undefined && !dataDir) {
-    throw new UsageError(
-      `--data ${f.data}: the ${dataset} test files are not there. ${
-        missingDataMessage(dataset as "mnist")
-      }`,
-    );
+  // 3. The configuration: preset, then explicit flags (a resumed run already has its own).
+  if (!run) {
+    if (f.preset === "paper") Object.assign(cfg, paperPreset(dataset));
+    const c = cfg as unknown as Record<string, unknown>;
+    for (const [flag, key] of Object.entries(KEYS)) if (given(flag)) c[key] = value(flag);
   }
+  if (cfg.method === "soft-target") {
+    const fc = teacher.layers.filter((l) => l.layer.kind === "linear").map((l) => l.name);
+    if (!fc.includes(cfg.layer)) {
+      throw new UsageError(
+        `--layer ${cfg.layer} is not a fully connected layer of the ${teacher.arch} teacher; ` +
+          `choose one of ${fc.join(", ")}`,
+      );
+    }
+  }
+  const student = buildModel(cfg.student, 0);
+  const perImage = Math.max(bytesPerImage(teacher), bytesPerImage(student));
+  student.dispose();
+  const maxBatch = Math.floor(gpu.maxStorageBufferBindingSize / perImage);
+  for (
+    const [flag, bs] of [["batch-size", cfg.batchSize], [
+      "student-batch-size",
+      cfg.studentBatchSize,
+    ]] as const
+  ) {
+    if (bs > maxBatch) {
+      throw new UsageError(
+        `--${flag} ${bs} is larger than this adapter's buffer limits allow (at most ` +
+          `${maxBatch} images: ${gpu.maxStorageBufferBindingSize} bytes per buffer); use a ` +
+          `smaller --${flag}`,
+      );
+    }
+  }
+
+  // 4. The real test set, for accuracy only.
+  const dataDir = findDataDir(dataset, f.data as string | undefined);
+  if (f.data !== undefined && !dataDir) throw dataNotFound(dataset, f.data as string);
   const testSet = dataDir ? await loadSplit(dataDir, "test") : null;
 
-  console.error(`adapter: ${ctx.description}`);
+  // 5. The output folder.
+  if (!run && f.force) await clearRunFolder(outDir);
+  try {
+    await Deno.mkdir(outDir, { recursive: true });
+  } catch (e) {
+    throw new UsageError(
+      `--out ${outDir}: cannot create the folder (${(e as Error).message}); choose a writable one`,
+    );
+  }
+  if (!run) {
+    await writeRunFile(outDir, {
+      config: cfg,
+      teacher: resolve(teacherPath),
+      teacher_sha256: sha,
+      dataset,
+    });
+  } else if (changed.length > 0) {
+    await writeRunFile(outDir, { ...run, config: cfg });
+  }
+
+  console.error(`adapter: ${gpu.description}`);
   console.error(`teacher: ${teacherPath} (${teacher.arch}, ${dataset}); output: ${outDir}`);
+  if (run) {
+    console.error(
+      `resuming the run in ${outDir}${changed.length ? `; changed: ${changed.join(", ")}` : ""}`,
+    );
+  }
   if (!testSet) {
     console.error(
-      `no ${dataset} test set found: accuracy will not be measured. ${
-        missingDataMessage(dataset as "mnist")
-      }`,
+      `no ${dataset} test set found (looked in ${dataDirCandidates(dataset).join(", ")}): ` +
+        `accuracy will not be measured; pass --data DIR to measure it`,
     );
   }
 
   // Interruption: finish the step in progress, keep finished batches/epochs, exit 130/143.
+  // A second signal exits at once (the finished batches and epochs are on disk already).
   let signal: "SIGINT" | "SIGTERM" | null = null;
   const onSignal = (s: "SIGINT" | "SIGTERM") => () => {
     if (signal) Deno.exit(s === "SIGINT" ? 130 : 143);
@@ -313,19 +493,23 @@ runMain(async (args) => {
       bar!.update(Math.floor(e.samplesDone), { loss: e.loss.toFixed(4) });
     } else bar!.update(e.step, { loss: e.loss.toFixed(4) });
   };
-  const outcome = await runDfkd(cfg, outDir, {
-    teacher,
-    teacherName: teacherPath,
-    dataset,
-    testSet,
-    testSetDir: dataDir,
-    adapter: ctx.description,
-    onEvent,
-    shouldStop: () => signal !== null,
-  });
-  (bar as Progress | null)?.stop();
-  Deno.removeSignalListener("SIGINT", sigint);
-  Deno.removeSignalListener("SIGTERM", sigterm);
+  let outcome;
+  try {
+    outcome = await runDfkd(cfg, outDir, {
+      teacher,
+      teacherName: teacherPath,
+      dataset,
+      testSet,
+      testSetDir: dataDir,
+      adapter: gpu.description,
+      onEvent,
+      shouldStop: () => signal !== null,
+    });
+  } finally {
+    (bar as Progress | null)?.stop();
+    Deno.removeSignalListener("SIGINT", sigint);
+    Deno.removeSignalListener("SIGTERM", sigterm);
+  }
   if (outcome.stopped) {
     console.error(
       `interrupted: finished work is saved in ${outDir}; continue with --resume ${outDir}`,
@@ -356,12 +540,7 @@ runMain(async (args) => {
   const wk = Math.max(...rows.map((r) => r[0].length));
   console.log("");
   for (const [k, v] of rows) console.log(`${k.padEnd(wk)}  ${v}`);
-  if (m.student_test_accuracy === null) {
-    console.log(
-      `\nAccuracy was not measured: no ${dataset} test set was found. ${
-        missingDataMessage(dataset as "mnist")
-      }`,
-    );
-  }
   return 0;
-});
+}
+
+if (import.meta.main) runMain(main);

@@ -5,16 +5,17 @@
  * @module
  */
 
-import { findDataDir, loadSplit, missingDataMessage } from "../data/datasets.ts";
-import { initGpu } from "../gpu/runtime.ts";
+import { dirname } from "node:path";
+import { findDataDir, loadSplit } from "../data/datasets.ts";
 import { saveModel } from "../nn/checkpoint.ts";
 import { type Architecture, ARCHITECTURES, buildModel } from "../nn/models.ts";
 import { evaluate, trainClassifier } from "../nn/train.ts";
 import { type FlagSpec, helpText, parseFlags, UsageError } from "./flags.ts";
-import { runMain } from "./main.ts";
-import { progressBar } from "./progress.ts";
+import { dataNotFound, initGpuForCli, runMain } from "./main.ts";
+import { type Progress, progressBar } from "./progress.ts";
 
-const FLAGS: Record<string, FlagSpec> = {
+/** Every flag of `deno task train-teacher`. */
+export const FLAGS: Record<string, FlagSpec> = {
   dataset: {
     type: "string",
     default: "fashion-mnist",
@@ -23,7 +24,8 @@ const FLAGS: Record<string, FlagSpec> = {
   },
   data: {
     type: "string",
-    help: "Folder holding the four IDX files (default: searched in standard install paths).",
+    defaultText: "$DFKD_DATA_DIR, /usr/share/datasets/<dataset>, ~/.cache/dfkd, ./data",
+    help: "Folder holding the four IDX files.",
   },
   arch: { type: "string", default: "lenet5", choices: ARCHITECTURES, help: "Architecture." },
   epochs: { type: "integer", default: 20, min: 1, help: "Training epochs." },
@@ -43,10 +45,15 @@ const FLAGS: Record<string, FlagSpec> = {
   },
   augment: { type: "boolean", default: false, help: "Random ±2-pixel shifts of training images." },
   seed: { type: "integer", default: 0, min: 0, help: "Seed for initialisation and shuffling." },
-  out: { type: "string", help: "Checkpoint path (default: runs/teacher-<dataset>.safetensors)." },
+  out: {
+    type: "string",
+    defaultText: "runs/teacher-<dataset>.safetensors",
+    help: "Checkpoint path.",
+  },
 };
 
-runMain(async (args) => {
+/** Runs `deno task train-teacher` with `args`; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
   const f = parseFlags(args, FLAGS);
   if (f.help) {
     console.log(
@@ -56,20 +63,13 @@ runMain(async (args) => {
   }
   const dataset = f.dataset as "fashion-mnist" | "mnist";
   const dir = findDataDir(dataset, f.data as string | undefined);
-  if (!dir) {
-    if (f.data) {
-      throw new UsageError(
-        `--data ${f.data}: the four IDX files are not there. ${missingDataMessage(dataset)}`,
-      );
-    }
-    throw new UsageError(missingDataMessage(dataset));
-  }
-  const ctx = await initGpu();
+  if (!dir) throw dataNotFound(dataset, f.data as string | undefined);
+  const ctx = await initGpuForCli();
   console.error(`adapter: ${ctx.description}; data: ${dir}`);
   const train = await loadSplit(dir, "train");
   const test = await loadSplit(dir, "test");
   const model = buildModel(f.arch as Architecture, f.seed as number);
-  const bar = progressBar("train", 1, "steps");
+  let bar: Progress | null = null;
   const res = await trainClassifier(model, train, {
     epochs: f.epochs as number,
     batchSize: f["batch-size"] as number,
@@ -78,13 +78,20 @@ runMain(async (args) => {
     weightDecay: f["weight-decay"] as number,
     augment: f.augment as boolean,
     onProgress: (p) => {
+      bar ??= progressBar("train", p.steps, "steps");
       bar.update(p.step, { loss: p.loss.toFixed(4), rate: `epoch ${p.epoch + 1}/${p.epochs}` });
     },
   });
-  bar.stop();
+  (bar as Progress | null)?.stop();
   const acc = await evaluate(model, test);
   const out = (f.out as string | undefined) ?? `runs/teacher-${dataset}.safetensors`;
-  await Deno.mkdir(out.replace(/[^/]*$/, "") || ".", { recursive: true });
+  try {
+    await Deno.mkdir(dirname(out), { recursive: true });
+  } catch (e) {
+    throw new UsageError(
+      `--out ${out}: cannot create its folder (${(e as Error).message}); choose a writable path`,
+    );
+  }
   await saveModel(out, model, {
     dataset,
     epochs: f.epochs as number,
@@ -102,4 +109,7 @@ runMain(async (args) => {
   );
   console.log(`test accuracy: ${(acc * 100).toFixed(2)}% on ${test.count} images`);
   console.log(`saved: ${out}`);
-});
+  return 0;
+}
+
+if (import.meta.main) runMain(main);

@@ -3,20 +3,29 @@
  * flow: teacher → feature model → soft targets → synthesis (per batch) → transfer set →
  * distillation (per epoch) → student + report.
  *
- * Folder layout (every file is written under a temporary name and renamed):
+ * Folder layout (every file is written under a temporary name and renamed, so a file that exists
+ * is complete; a kill leaves at most a `*.tmp` file, removed on the next start):
  * - `run.json`: the configuration (read back by `--resume`);
- * - `partial/`: finished synthesis batches and the student after its last finished epoch;
- * - `transfer-set.safetensors`: `images [N,1,32,32]`, `soft_targets [N,10]`;
- * - `samples.png`: one row per class (by soft-target argmax);
+ * - `partial/`: finished synthesis batches (`synth-NNNNN.safetensors`), the synthesis time
+ *   (`synthesis.json`) and the student after its last finished epoch (`student.safetensors`);
+ * - `transfer-set.safetensors`: `images [N,1,32,32]`, `soft_targets [N,10]`; its bytes depend only
+ *   on the configuration, the teacher and the adapter (no timings), so a resumed run's file equals
+ *   an uninterrupted run's;
+ * - `samples.png`: one row per class (by soft-target argmax), written just before the transfer set;
  * - `student.safetensors`: the distilled student;
- * - `losses.csv`: every logged loss;
+ * - `losses.csv`: every logged loss (a resumed run appends; an interrupted batch's rows stay);
  * - `metrics.json`: written last; its presence marks a finished run.
+ *
+ * The run stops between steps when {@link RunContext.shouldStop} turns true (a signal) or the GPU
+ * device is lost, keeping every finished batch and epoch.
  *
  * @module
  */
 
 import { join } from "node:path";
+import { deviceLost } from "../gpu/device.ts";
 import {
+  CheckpointError,
   decodeSafetensors,
   encodeSafetensors,
   loadSafetensors,
@@ -36,7 +45,7 @@ import type { DfkdConfig } from "./config.ts";
 import { distill, type DistillState } from "./distill.ts";
 import { buildFeatureModel, type FeatureModel, sampleFeatures } from "./feature_model.ts";
 import { softTargets } from "./soft_targets.ts";
-import { synthesizeBatch } from "./synthesis.ts";
+import { NumericalError, synthesizeBatch } from "./synthesis.ts";
 
 /** Raised for an output folder that cannot be used (finished run without --force, bad resume). */
 export class RunFolderError extends Error {
@@ -45,6 +54,38 @@ export class RunFolderError extends Error {
     this.name = "RunFolderError";
   }
 }
+
+/**
+ * Raised when the GPU device is lost during a run (for a reason other than being destroyed); the
+ * finished batches and epochs are on disk and `--resume` continues.
+ */
+export class DeviceLostError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "DeviceLostError";
+  }
+}
+
+/** The contents of `run.json`. */
+export interface RunFile {
+  config: DfkdConfig;
+  /** Path of the teacher checkpoint (absolute when written by the CLI). */
+  teacher: string;
+  /** SHA-256 of the teacher file, checked on resume (absent in folders made by older versions). */
+  teacher_sha256?: string;
+  dataset: string;
+}
+
+/** Files and folders a run writes into its output folder (what `--force` removes). */
+export const RUN_ENTRIES: readonly string[] = [
+  "metrics.json",
+  "transfer-set.safetensors",
+  "student.safetensors",
+  "samples.png",
+  "losses.csv",
+  "run.json",
+  "partial",
+];
 
 /** The report of a finished run (also written to `metrics.json`). */
 export interface RunMetrics {
@@ -87,6 +128,11 @@ export interface RunContext {
   onEvent?: (e: RunEvent) => void;
   /** Checked between steps; true stops the run after saving finished work. */
   shouldStop?: () => boolean;
+  /**
+   * Checked between steps: a message when the GPU device is lost, else null. Defaults to
+   * {@link deviceLost}; tests pass their own to simulate a loss.
+   */
+  deviceLost?: () => string | null;
 }
 
 /** Result of {@link runDfkd}: metrics when finished, or `stopped` after an interruption. */
@@ -106,13 +152,70 @@ export function isFinishedRun(dir: string): Promise<boolean> {
   return exists(join(dir, "metrics.json"));
 }
 
-/** Reads the configuration of the run in `dir`. @throws {RunFolderError} if there is none. */
-export async function readRunConfig(dir: string): Promise<DfkdConfig & { teacher?: string }> {
+/** Whether `dir` holds a run, finished or not (`run.json`). */
+export function hasRun(dir: string): Promise<boolean> {
+  return exists(join(dir, "run.json"));
+}
+
+/**
+ * Reads `run.json` of the run in `dir`.
+ *
+ * @throws {RunFolderError} if there is none or it is unreadable.
+ */
+export async function readRunFile(dir: string): Promise<RunFile> {
+  let run: RunFile;
   try {
-    return JSON.parse(await Deno.readTextFile(join(dir, "run.json"))).config;
+    run = JSON.parse(await Deno.readTextFile(join(dir, "run.json")));
   } catch {
-    throw new RunFolderError(`${dir} holds no run to resume (no readable run.json)`);
+    throw new RunFolderError(
+      `${dir} holds no run to resume (no readable run.json); start a new run with --out ${dir}`,
+    );
   }
+  if (typeof run?.config !== "object" || run.config === null || typeof run.teacher !== "string") {
+    throw new RunFolderError(
+      `${join(dir, "run.json")} is not a run description (no config or teacher); start a new ` +
+        `run with --out ${dir} --force`,
+    );
+  }
+  return run;
+}
+
+/** Reads the configuration of the run in `dir`. @throws {RunFolderError} if there is none. */
+export async function readRunConfig(dir: string): Promise<DfkdConfig> {
+  return (await readRunFile(dir)).config;
+}
+
+/** Writes `run.json` into `dir` (atomically). */
+export async function writeRunFile(dir: string, run: RunFile): Promise<void> {
+  await writeFileAtomic(join(dir, "run.json"), JSON.stringify(run, null, 2) + "\n");
+}
+
+/**
+ * Removes what a run wrote into `dir` ({@link RUN_ENTRIES} and leftover temporary files) and
+ * nothing else, so `--force` on a folder that also holds other files keeps them.
+ */
+export async function clearRunFolder(dir: string): Promise<void> {
+  for (const e of RUN_ENTRIES) {
+    await Deno.remove(join(dir, e), { recursive: true }).catch(() => {});
+  }
+  await removeTempFiles(dir);
+}
+
+/** Removes `*.<pid>.<n>.tmp` files left in `dir` by an interrupted atomic write. */
+async function removeTempFiles(dir: string): Promise<void> {
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      if (e.isFile && /\.\d+\.\d+\.tmp$/.test(e.name)) {
+        await Deno.remove(join(dir, e.name)).catch(() => {});
+      }
+    }
+  } catch { /* folder missing: nothing to clean */ }
+}
+
+/** SHA-256 of a file as hex. */
+export async function fileSha256(path: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** The feature model of the method's layer, or null for the `noise` method. */
@@ -128,13 +231,28 @@ export async function teacherFeatureModel(
   }
   const w = l.params().weight;
   const [k, inFeatures] = w.shape;
-  return buildFeatureModel(layer, await w.read(), k, inFeatures, cfg.sigma);
+  const weights = await w.read();
+  try {
+    return buildFeatureModel(layer, weights, k, inFeatures, cfg.sigma);
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    throw new CheckpointError(
+      `teacher layer ${layer}: cannot build the feature-space model (${e.message}); the ` +
+        `teacher's weights are degenerate: choose another --layer or --method, or retrain it`,
+    );
+  }
 }
 
 /**
- * Runs (or resumes) synthesis and distillation in `outDir`.
+ * Runs (or resumes) synthesis and distillation in `outDir` (created if missing; `run.json` is
+ * written from `cfg` when absent, else left as it is). Returns `{stopped: true}` when
+ * `ctx.shouldStop` turned true; finished batches and epochs are on disk.
  *
- * @throws {NumericalError} on a NaN/Inf loss (finished batches and epochs are kept).
+ * @throws {NumericalError} on a NaN/Inf loss (finished batches and epochs are kept; the message
+ *   names the batch or epoch, the loss and what to lower).
+ * @throws {DeviceLostError} when the GPU device is lost (finished work is kept).
+ * @throws {RunFolderError} when a partial file does not fit the configuration.
+ * @throws {CheckpointError} when the teacher's layer gives no feature-space model.
  */
 export async function runDfkd(
   cfg: DfkdConfig,
@@ -143,19 +261,42 @@ export async function runDfkd(
 ): Promise<RunOutcome> {
   const partial = join(outDir, "partial");
   await Deno.mkdir(partial, { recursive: true });
-  const runJson = join(outDir, "run.json");
-  if (!(await exists(runJson))) {
-    await writeFileAtomic(
-      runJson,
-      JSON.stringify({ config: cfg, teacher: ctx.teacherName, dataset: ctx.dataset }, null, 2),
-    );
+  await removeTempFiles(outDir);
+  await removeTempFiles(partial);
+  if (!(await hasRun(outDir))) {
+    await writeRunFile(outDir, { config: cfg, teacher: ctx.teacherName, dataset: ctx.dataset });
   }
+  const lostMessage = ctx.deviceLost ?? (() => {
+    const l = deviceLost();
+    return l ? (l.message || l.reason) : null;
+  });
+  const shouldStop = () => lostMessage() !== null || (ctx.shouldStop?.() ?? false);
+  let phase = "synthesis";
+  /** The outcome of a stop between steps: a device loss is an error, a signal is not. */
+  const stopped = (): RunOutcome => {
+    const lost = lostMessage();
+    if (lost !== null) throw deviceLostError(lost, phase, outDir);
+    return { stopped: true };
+  };
   const say = (text: string) => ctx.onEvent?.({ phase: "message", text });
   const log = await Deno.open(join(outDir, "losses.csv"), { create: true, append: true });
   const enc = new TextEncoder();
   if ((await log.stat()).size === 0) await log.write(enc.encode("phase,batch,epoch,step,loss\n"));
   const logLine = (s: string) => log.writeSync(enc.encode(s + "\n"));
   try {
+    return await runSteps();
+  } catch (e) {
+    // A failing GPU call after a device loss is reported as the loss, not as its symptom.
+    const lost = lostMessage();
+    if (lost !== null && !(e instanceof DeviceLostError)) {
+      throw deviceLostError(lost, phase, outDir);
+    }
+    throw e;
+  } finally {
+    log.close();
+  }
+
+  async function runSteps(): Promise<RunOutcome> {
     const { teacher } = ctx;
     teacher.setTrainable(false);
     const [c, h, w] = teacher.inputShape;
@@ -165,15 +306,28 @@ export async function runDfkd(
     // 1–3: feature model, soft targets, synthesis, batch by batch.
     const fm = await teacherFeatureModel(teacher, cfg);
     const tsPath = join(outDir, "transfer-set.safetensors");
+    const pngPath = join(outDir, "samples.png");
+    const timePath = join(partial, "synthesis.json");
     let images: Float32Array;
     let targets: Float32Array;
     let synthSeconds = 0;
     const n = cfg.samples;
     if (await exists(tsPath)) {
       const ts = await loadSafetensors(tsPath);
-      images = ts.tensors.images.data;
-      targets = ts.tensors.soft_targets.data;
-      synthSeconds = Number(ts.metadata.synthesis_seconds ?? 0);
+      images = ts.tensors.images?.data;
+      targets = ts.tensors.soft_targets?.data;
+      if (images?.length !== n * per || targets?.length !== n * classes) {
+        throw new RunFolderError(
+          `${tsPath} does not hold ${n} images and soft targets; delete it and run with ` +
+            `--resume ${outDir} again to synthesise it anew`,
+        );
+      }
+      try {
+        synthSeconds = Number(JSON.parse(await Deno.readTextFile(timePath)).seconds) || 0;
+      } catch { /* time unknown */ }
+      if (!(await exists(pngPath))) {
+        await writeSamplesPng(pngPath, images, targets, n, classes, [c, h, w]);
+      }
       say(`transfer set loaded from ${tsPath}`);
     } else {
       images = new Float32Array(n * per);
@@ -186,6 +340,14 @@ export async function runDfkd(
         const file = join(partial, `synth-${String(b).padStart(5, "0")}.safetensors`);
         if (await exists(file)) {
           const part = decodeSafetensors(await Deno.readFile(file), file);
+          if (
+            part.tensors.images?.data.length !== bn * per ||
+            part.tensors.soft_targets?.data.length !== bn * classes
+          ) {
+            throw new RunFolderError(
+              `${file} does not hold the ${bn} images of batch ${b + 1}; delete it and resume`,
+            );
+          }
           images.set(part.tensors.images.data, start * per);
           targets.set(part.tensors.soft_targets.data, start * classes);
           synthSeconds += Number(part.metadata.seconds);
@@ -198,20 +360,37 @@ export async function runDfkd(
           });
           continue;
         }
-        if (ctx.shouldStop?.()) return { stopped: true };
+        if (shouldStop()) return stopped();
         const t0 = performance.now();
         const rng = root.fork(`synthesis-batch-${b}`);
-        const res = await synthBatch(teacher, fm, cfg, bn, rng, (it, loss) => {
-          logLine(`synthesis,${b},,${it},${loss}`);
-          ctx.onEvent?.({
-            phase: "synthesis",
-            samplesDone: start + (bn * it) / Math.max(1, cfg.iterations),
-            samples: n,
-            loss,
-            resumed: false,
-          });
-        }, ctx.shouldStop);
-        if (!res) return { stopped: true };
+        let res;
+        try {
+          res = await synthBatch(teacher, fm, cfg, bn, rng, (it, loss) => {
+            logLine(`synthesis,${b},,${it},${loss}`);
+            ctx.onEvent?.({
+              phase: "synthesis",
+              samplesDone: start + (bn * it) / Math.max(1, cfg.iterations),
+              samples: n,
+              loss,
+              resumed: false,
+            });
+          }, shouldStop);
+        } catch (e) {
+          if (!(e instanceof NumericalError)) throw e;
+          const terms = cfg.lambdaAct > 0
+            ? `KL at τ ${cfg.tau} + ${cfg.lambdaAct}·L_a (${cfg.actNorm})`
+            : `KL at τ ${cfg.tau} alone, λ_a = 0`;
+          // A tiny τ overflows the KL term by itself: then a larger τ is the fix.
+          const fix = cfg.tau < 1
+            ? `--tau 20 (τ ${cfg.tau} is tiny) or a lower --synth-lr`
+            : `e.g. --synth-lr ${cfg.synthLr / 10} or a lower --tau`;
+          throw new NumericalError(
+            `${e.message} (synthesis batch ${b + 1} of ${batches}; loss = ${terms}; ` +
+              `--synth-lr ${cfg.synthLr}). ${b} finished batch(es) are saved in ${partial}; ` +
+              `continue with --resume ${outDir}, adding ${fix}`,
+          );
+        }
+        if (!res) return stopped();
         const seconds = (performance.now() - t0) / 1000;
         synthSeconds += seconds;
         await writeFileAtomic(
@@ -231,6 +410,10 @@ export async function runDfkd(
           resumed: false,
         });
       }
+      // The time first, the picture next, the transfer set last: its presence marks synthesis
+      // as finished, and it holds no timing so that equal settings give equal bytes.
+      await writeFileAtomic(timePath, JSON.stringify({ seconds: synthSeconds }) + "\n");
+      await writeSamplesPng(pngPath, images, targets, n, classes, [c, h, w]);
       await saveSafetensors(tsPath, {
         images: { shape: [n, c, h, w], data: images },
         soft_targets: { shape: [n, classes], data: targets },
@@ -240,9 +423,7 @@ export async function runDfkd(
         sigma: String(cfg.sigma),
         tau: String(cfg.tau),
         seed: String(cfg.seed),
-        synthesis_seconds: String(synthSeconds),
       });
-      await writeSamplesPng(join(outDir, "samples.png"), images, targets, n, classes, [c, h, w]);
       for (let b = 0; b < Math.ceil(n / cfg.batchSize); b++) {
         await Deno.remove(join(partial, `synth-${String(b).padStart(5, "0")}.safetensors`)).catch(
           () => {},
@@ -251,6 +432,7 @@ export async function runDfkd(
     }
 
     // 4: distillation, epoch by epoch.
+    phase = "distillation";
     const student = buildModel(cfg.student, cfg.seed + 1);
     const studentPartial = join(partial, "student.safetensors");
     let resume: DistillState | undefined;
@@ -258,7 +440,18 @@ export async function runDfkd(
     if (await exists(studentPartial)) {
       const st = await loadSafetensors(studentPartial);
       const params = student.parameters();
-      for (const p of params) p.value.write(st.tensors[p.name].data);
+      for (const p of params) {
+        for (const key of [p.name, `adam.m.${p.name}`, `adam.v.${p.name}`]) {
+          if (st.tensors[key]?.data.length !== p.value.size) {
+            student.dispose();
+            throw new RunFolderError(
+              `${studentPartial} does not fit a ${cfg.student} student (tensor ${key}); delete ` +
+                `it and resume to restart distillation`,
+            );
+          }
+        }
+        p.value.write(st.tensors[p.name].data);
+      }
       resume = {
         epoch: Number(st.metadata.epoch),
         t: Number(st.metadata.adam_t),
@@ -272,54 +465,67 @@ export async function runDfkd(
     }
     const stepsPerEpoch = Math.max(1, Math.floor(n / Math.min(cfg.studentBatchSize, n)));
     let epochStart = performance.now();
-    const out = await distill(teacher, student, images, n, {
-      epochs: cfg.studentEpochs,
-      batchSize: cfg.studentBatchSize,
-      lr: cfg.studentLr,
-      tau: cfg.kdTau,
-      shift: cfg.kdShift,
-      flip: cfg.kdFlip,
-      seed: cfg.seed,
-      logEvery: cfg.logEvery,
-    }, {
-      shouldStop: ctx.shouldStop,
-      onProgress: (p) => {
-        logLine(`distillation,,${p.epoch},${p.step},${p.loss}`);
-        ctx.onEvent?.({
-          phase: "distillation",
-          step: p.step,
-          steps: p.steps,
-          loss: p.loss,
-          resumed: false,
-        });
-      },
-      onEpochEnd: async (epoch, state) => {
-        distillSeconds += (performance.now() - epochStart) / 1000;
-        const s = await state();
-        const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
-        const params = student.parameters();
-        for (const p of params) {
-          tensors[p.name] = { shape: [...p.value.shape], data: await p.value.read() };
-        }
-        params.forEach((p, i) => {
-          tensors[`adam.m.${p.name}`] = { shape: [...p.value.shape], data: s.moments[i] };
-          tensors[`adam.v.${p.name}`] = {
-            shape: [...p.value.shape],
-            data: s.moments[params.length + i],
-          };
-        });
-        await saveSafetensors(studentPartial, tensors, {
-          arch: student.arch,
-          epoch: String(epoch + 1),
-          adam_t: String(s.t),
-          seconds: String(distillSeconds),
-        });
-        epochStart = performance.now();
-      },
-    }, resume);
+    let epochsDone = resume?.epoch ?? 0;
+    let out;
+    try {
+      out = await distill(teacher, student, images, n, {
+        epochs: cfg.studentEpochs,
+        batchSize: cfg.studentBatchSize,
+        lr: cfg.studentLr,
+        tau: cfg.kdTau,
+        shift: cfg.kdShift,
+        flip: cfg.kdFlip,
+        seed: cfg.seed,
+        logEvery: cfg.logEvery,
+      }, {
+        shouldStop,
+        onProgress: (p) => {
+          logLine(`distillation,,${p.epoch},${p.step},${p.loss}`);
+          ctx.onEvent?.({
+            phase: "distillation",
+            step: p.step,
+            steps: p.steps,
+            loss: p.loss,
+            resumed: false,
+          });
+        },
+        onEpochEnd: async (epoch, state) => {
+          distillSeconds += (performance.now() - epochStart) / 1000;
+          const s = await state();
+          const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
+          const params = student.parameters();
+          for (const p of params) {
+            tensors[p.name] = { shape: [...p.value.shape], data: await p.value.read() };
+          }
+          params.forEach((p, i) => {
+            tensors[`adam.m.${p.name}`] = { shape: [...p.value.shape], data: s.moments[i] };
+            tensors[`adam.v.${p.name}`] = {
+              shape: [...p.value.shape],
+              data: s.moments[params.length + i],
+            };
+          });
+          await saveSafetensors(studentPartial, tensors, {
+            arch: student.arch,
+            epoch: String(epoch + 1),
+            adam_t: String(s.t),
+            seconds: String(distillSeconds),
+          });
+          epochStart = performance.now();
+          epochsDone = epoch + 1;
+        },
+      }, resume);
+    } catch (e) {
+      student.dispose();
+      if (!(e instanceof NumericalError)) throw e;
+      throw new NumericalError(
+        `${e.message} (KD loss at τ ${cfg.kdTau}; --student-lr ${cfg.studentLr}). The transfer ` +
+          `set and ${epochsDone} finished epoch(s) are saved in ${outDir}; continue with ` +
+          `--resume ${outDir}, adding e.g. --student-lr ${cfg.studentLr / 10}`,
+      );
+    }
     if (out.stopped) {
       student.dispose();
-      return { stopped: true };
+      return stopped();
     }
     await saveModel(join(outDir, "student.safetensors"), student, {
       dataset: ctx.dataset,
@@ -368,9 +574,14 @@ export async function runDfkd(
     await writeFileAtomic(join(outDir, "metrics.json"), JSON.stringify(metrics, null, 2) + "\n");
     await Deno.remove(partial, { recursive: true }).catch(() => {});
     return { stopped: false, metrics };
-  } finally {
-    log.close();
   }
+}
+
+function deviceLostError(message: string, phase: string, outDir: string): DeviceLostError {
+  return new DeviceLostError(
+    `the GPU device was lost during ${phase} (${message}); finished batches and epochs are ` +
+      `saved in ${outDir}; continue with --resume ${outDir} once the GPU works again`,
+  );
 }
 
 function round(x: number): number {
@@ -414,6 +625,8 @@ async function synthBatch(
         lambdaAct: cfg.lambdaAct,
         actNorm: cfg.actNorm,
         logEvery: cfg.logEvery,
+        jitter: cfg.synthJitter,
+        jitterFlip: cfg.synthFlip,
       },
       (l) => onLog(l.iteration, l.loss),
       shouldStop,

@@ -41,6 +41,18 @@ export interface GpuContext {
 
 let context: Promise<GpuContext> | undefined;
 
+/** How the shared device was lost; null while it is usable (or was destroyed on purpose). */
+let lostInfo: { reason: string; message: string } | null = null;
+
+/**
+ * Whether the shared device has been lost for a reason other than `"destroyed"` (driver reset,
+ * GPU removed, out of memory): the loss's reason and message, or null while the device is usable.
+ * Long loops check this between steps so that they can stop after saving finished work.
+ */
+export function deviceLost(): { reason: string; message: string } | null {
+  return lostInfo;
+}
+
 /**
  * The process-wide GPU context, created on first call.
  *
@@ -77,6 +89,7 @@ async function createContext(): Promise<GpuContext> {
   const device = await adapter.requestDevice({ requiredLimits });
   device.lost.then((lost) => {
     if (lost.reason !== "destroyed") {
+      lostInfo = { reason: String(lost.reason ?? "unknown"), message: lost.message };
       console.error(`WebGPU device lost: ${lost.message}`);
     }
   });
