@@ -16,11 +16,7 @@
 
 import { DEFAULTS, type DfkdConfig, type Method, METHODS } from "./dfkd/config.ts";
 import { distill as distillLoop } from "./dfkd/distill.ts";
-import { sampleFeatures } from "./dfkd/feature_model.ts";
-import { teacherFeatureModel } from "./dfkd/run.ts";
-import { softTargets } from "./dfkd/soft_targets.ts";
-import { synthesizeBatch } from "./dfkd/synthesis.ts";
-import { noGrad } from "./autograd/tape.ts";
+import { synthesizeTransferBatch, teacherFeatureModel } from "./dfkd/transfer_set.ts";
 import { initGpu } from "./gpu/runtime.ts";
 import type { Sequential } from "./nn/layers.ts";
 import { type Architecture, ARCHITECTURES, buildModel } from "./nn/models.ts";
@@ -31,9 +27,7 @@ import {
   type TrainProgress,
 } from "./nn/train.ts";
 import type { ActivationNorm } from "./ops/loss.ts";
-import { softmax } from "./ops/softmax.ts";
 import { Rng } from "./random.ts";
-import { Tensor, tidy } from "./tensor.ts";
 
 /** Options of {@link trainTeacher}; every field is optional. */
 export interface TrainTeacherOptions {
@@ -256,43 +250,15 @@ export async function synthesizeTransferSet(
     const rng = root.fork(`synthesis-batch-${b}`);
     const report = (iteration: number, samplesDone: number, loss: number, done: boolean) =>
       onProgress?.({ batch: b, batches, iteration, samplesDone, samples: n, loss, done });
-    if (!fm) {
-      // The `noise` baseline: uniform noise labelled by the teacher at τ.
-      const x = rng.fillUniform(new Float32Array(bn * per), 0, 1);
-      const probs = tidy(() =>
-        noGrad(() => softmax(teacher.forward(Tensor.from(x, [bn, ...teacher.inputShape])), cfg.tau))
-      );
-      try {
-        targets.set(await probs.read(), start * classes);
-      } finally {
-        probs.dispose();
+    const res = await synthesizeTransferBatch(teacher, fm, cfg, bn, rng, (iteration, loss) => {
+      if (iteration < cfg.iterations) {
+        report(iteration, start + (bn * iteration) / cfg.iterations, loss, false);
       }
-      images.set(x, start * per);
-      report(0, start + bn, 0, true);
-      continue;
-    }
-    const s = sampleFeatures(fm, bn, rng.fork("features"));
-    const y = softTargets(teacher, fm.layer, s, bn, cfg.tau);
-    try {
-      const res = await synthesizeBatch(teacher, y, rng.fork("pixels"), {
-        iterations: cfg.iterations,
-        lr: cfg.synthLr,
-        tau: cfg.tau,
-        lambdaAct: cfg.lambdaAct,
-        actNorm: cfg.actNorm,
-        logEvery: cfg.logEvery,
-      }, (l) => {
-        if (l.iteration < cfg.iterations) {
-          report(l.iteration, start + (bn * l.iteration) / cfg.iterations, l.loss, false);
-        }
-      });
-      // Without shouldStop, synthesizeBatch always returns a result.
-      images.set(res!.images, start * per);
-      targets.set(await y.read(), start * classes);
-      report(cfg.iterations, start + bn, res!.loss, true);
-    } finally {
-      y.dispose();
-    }
+    });
+    // Without shouldStop, a batch always returns a result.
+    images.set(res!.images, start * per);
+    targets.set(res!.targets, start * classes);
+    report(cfg.iterations, start + bn, res!.loss, true);
   }
   return { images, softTargets: targets, count: n, seconds: (performance.now() - t0) / 1000 };
 }

@@ -25,7 +25,6 @@
 import { join } from "node:path";
 import { deviceLost } from "../gpu/device.ts";
 import {
-  CheckpointError,
   decodeSafetensors,
   encodeSafetensors,
   loadSafetensors,
@@ -37,15 +36,11 @@ import type { Sequential } from "../nn/layers.ts";
 import { buildModel } from "../nn/models.ts";
 import { evaluate, type LabelledImages } from "../nn/train.ts";
 import { Rng } from "../random.ts";
-import { noGrad } from "../autograd/tape.ts";
 import { saveModel } from "../nn/checkpoint.ts";
-import { softmax } from "../ops/softmax.ts";
-import { Tensor, tidy } from "../tensor.ts";
 import type { DfkdConfig } from "./config.ts";
 import { distill, type DistillState } from "./distill.ts";
-import { buildFeatureModel, type FeatureModel, sampleFeatures } from "./feature_model.ts";
-import { softTargets } from "./soft_targets.ts";
-import { NumericalError, synthesizeBatch } from "./synthesis.ts";
+import { NumericalError } from "./synthesis.ts";
+import { synthesizeTransferBatch, teacherFeatureModel } from "./transfer_set.ts";
 
 /** Raised for an output folder that cannot be used (finished run without --force, bad resume). */
 export class RunFolderError extends Error {
@@ -218,31 +213,6 @@ export async function fileSha256(path: string): Promise<string> {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** The feature model of the method's layer, or null for the `noise` method. */
-export async function teacherFeatureModel(
-  teacher: Sequential,
-  cfg: DfkdConfig,
-): Promise<FeatureModel | null> {
-  if (cfg.method === "noise") return null;
-  const layer = cfg.method === "softmax-space" ? teacher.layers.at(-1)!.name : cfg.layer;
-  const l = teacher.layers[teacher.indexOf(layer)].layer;
-  if (l.kind !== "linear") {
-    throw new RangeError(`--layer ${layer} is a ${l.kind} layer; choose a fully connected layer`);
-  }
-  const w = l.params().weight;
-  const [k, inFeatures] = w.shape;
-  const weights = await w.read();
-  try {
-    return buildFeatureModel(layer, weights, k, inFeatures, cfg.sigma);
-  } catch (e) {
-    if (!(e instanceof RangeError)) throw e;
-    throw new CheckpointError(
-      `teacher layer ${layer}: cannot build the feature-space model (${e.message}); the ` +
-        `teacher's weights are degenerate: choose another --layer or --method, or retrain it`,
-    );
-  }
-}
-
 /**
  * Runs (or resumes) synthesis and distillation in `outDir` (created if missing; `run.json` is
  * written from `cfg` when absent, else left as it is). Returns `{stopped: true}` when
@@ -365,7 +335,7 @@ export async function runDfkd(
         const rng = root.fork(`synthesis-batch-${b}`);
         let res;
         try {
-          res = await synthBatch(teacher, fm, cfg, bn, rng, (it, loss) => {
+          res = await synthesizeTransferBatch(teacher, fm, cfg, bn, rng, (it, loss) => {
             logLine(`synthesis,${b},,${it},${loss}`);
             ctx.onEvent?.({
               phase: "synthesis",
@@ -586,56 +556,6 @@ function deviceLostError(message: string, phase: string, outDir: string): Device
 
 function round(x: number): number {
   return Math.round(x * 1000) / 1000;
-}
-
-/** One synthesis batch: sample features, soft targets, optimise images (or plain noise). */
-async function synthBatch(
-  teacher: Sequential,
-  fm: FeatureModel | null,
-  cfg: DfkdConfig,
-  n: number,
-  rng: Rng,
-  onLog: (iteration: number, loss: number) => void,
-  shouldStop?: () => boolean,
-): Promise<{ images: Float32Array; targets: Float32Array; loss: number } | null> {
-  if (!fm) {
-    // The `noise` baseline: unoptimised uniform noise, labelled by the teacher at τ.
-    const images = new Float32Array(n * teacher.inputShape.reduce((a, b) => a * b, 1));
-    rng.fillUniform(images, 0, 1);
-    const probs = tidy(() =>
-      noGrad(() =>
-        softmax(teacher.forward(Tensor.from(images, [n, ...teacher.inputShape])), cfg.tau)
-      )
-    );
-    const targets = await probs.read();
-    probs.dispose();
-    return { images, targets, loss: 0 };
-  }
-  const samples = sampleFeatures(fm, n, rng.fork("features"));
-  const y = softTargets(teacher, fm.layer, samples, n, cfg.tau);
-  try {
-    const res = await synthesizeBatch(
-      teacher,
-      y,
-      rng.fork("pixels"),
-      {
-        iterations: cfg.iterations,
-        lr: cfg.synthLr,
-        tau: cfg.tau,
-        lambdaAct: cfg.lambdaAct,
-        actNorm: cfg.actNorm,
-        logEvery: cfg.logEvery,
-        jitter: cfg.synthJitter,
-        jitterFlip: cfg.synthFlip,
-      },
-      (l) => onLog(l.iteration, l.loss),
-      shouldStop,
-    );
-    if (!res) return null;
-    return { images: res.images, targets: await y.read(), loss: res.loss };
-  } finally {
-    y.dispose();
-  }
 }
 
 /** A grid with one row per class (by soft-target argmax), up to 10 images each. */
