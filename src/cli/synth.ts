@@ -138,6 +138,20 @@ export const FLAGS: Record<string, FlagSpec> = {
     exclusiveMin: true,
     help: "Adam learning rate on the pixels.",
   },
+  "synth-jitter": {
+    type: "integer",
+    default: D.synthJitter,
+    min: 0,
+    max: 16,
+    help:
+      "Random circular shifts of up to this many pixels between synthesis iterations (0 = off).",
+  },
+  "synth-flip": {
+    type: "string",
+    default: D.synthFlip ? "on" : "off",
+    choices: onOff,
+    help: "Random horizontal flips between synthesis iterations.",
+  },
   student: {
     type: "string",
     default: D.student,
@@ -209,6 +223,8 @@ export const KEYS: Record<string, keyof DfkdConfig> = {
   iterations: "iterations",
   "batch-size": "batchSize",
   "synth-lr": "synthLr",
+  "synth-jitter": "synthJitter",
+  "synth-flip": "synthFlip",
   student: "student",
   "student-epochs": "studentEpochs",
   "student-lr": "studentLr",
