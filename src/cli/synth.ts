@@ -152,6 +152,14 @@ export const FLAGS: Record<string, FlagSpec> = {
     choices: onOff,
     help: "Random horizontal flips between synthesis iterations.",
   },
+  "synth-smooth": {
+    type: "number",
+    default: D.synthSmooth,
+    min: 0,
+    max: 8,
+    help:
+      "σ in pixels of a Gaussian-blur pixel parametrisation: images are blur(z), z optimised (0 = plain pixels).",
+  },
   student: {
     type: "string",
     default: D.student,
@@ -225,6 +233,7 @@ export const KEYS: Record<string, keyof DfkdConfig> = {
   "synth-lr": "synthLr",
   "synth-jitter": "synthJitter",
   "synth-flip": "synthFlip",
+  "synth-smooth": "synthSmooth",
   student: "student",
   "student-epochs": "studentEpochs",
   "student-lr": "studentLr",

@@ -39,6 +39,8 @@ export interface DfkdConfig {
   synthJitter: number;
   /** Random horizontal flips between synthesis iterations. */
   synthFlip: boolean;
+  /** σ in pixels of the Gaussian-blur pixel parametrisation (0 = plain pixels). */
+  synthSmooth: number;
   /** Student architecture. */
   student: Architecture;
   /** Distillation epochs over the transfer set. */
@@ -73,6 +75,7 @@ export const DEFAULTS: DfkdConfig = {
   synthLr: 0.05,
   synthJitter: 0,
   synthFlip: false,
+  synthSmooth: 0,
   student: "lenet5-half",
   studentEpochs: 100,
   studentLr: 0.002,
@@ -102,6 +105,7 @@ export function paperPreset(dataset: string): Partial<DfkdConfig> {
     synthLr: 0.001,
     synthJitter: 0,
     synthFlip: false,
+    synthSmooth: 0,
     studentEpochs: 200,
     kdTau: 20,
     kdShift: false,

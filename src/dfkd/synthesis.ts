@@ -10,8 +10,8 @@
  * @module
  */
 
-import { activationLoss, add, klDivLoss, shift2d } from "../autograd/functions.ts";
-import { Tape } from "../autograd/tape.ts";
+import { activationLoss, add, conv2d, klDivLoss, shift2d } from "../autograd/functions.ts";
+import { noGrad, Tape } from "../autograd/tape.ts";
 import type { Sequential } from "../nn/layers.ts";
 import type { ActivationNorm } from "../ops/loss.ts";
 import { adamStep } from "../ops/optim.ts";
@@ -52,6 +52,26 @@ export interface SynthesisOptions {
   jitter?: number;
   /** Random horizontal flips before each forward pass (with probability 1/2). */
   jitterFlip?: boolean;
+  /**
+   * Smooth pixel parametrisation: the image is `G_s * z`, a Gaussian blur of standard deviation
+   * `s` pixels of the optimised variables `z ∈ [0, 1]` (0 = off: the image is `z`). The blur's
+   * weights sum to 1, so images stay in [0, 1]; it removes the high-frequency patterns that fool
+   * the teacher but do not transfer to a student.
+   */
+  smooth?: number;
+}
+
+/** A normalised 2-D Gaussian kernel `[1, 1, k, k]`, k = 2·ceil(2s)+1. */
+export function gaussianKernel(s: number): { data: Float32Array; size: number } {
+  const r = Math.ceil(2 * s);
+  const size = 2 * r + 1;
+  const g1 = Array.from({ length: size }, (_, i) => Math.exp(-((i - r) ** 2) / (2 * s * s)));
+  const sum = g1.reduce((a, b) => a + b, 0);
+  const data = new Float32Array(size * size);
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) data[y * size + x] = (g1[y] * g1[x]) / (sum * sum);
+  }
+  return { data, size };
 }
 
 /** A logged synthesis loss. */
@@ -91,6 +111,10 @@ export async function synthesizeBatch(
   const v = Tensor.zeros(shape);
   const capture = opts.lambdaAct > 0 ? ["conv1"] : [];
   const jitter = opts.jitter ?? 0;
+  const smooth = opts.smooth ?? 0;
+  const kernel = smooth > 0 ? gaussianKernel(smooth) : null;
+  const g = kernel ? Tensor.from(kernel.data, [1, 1, kernel.size, kernel.size]) : null;
+  const image = (z: Tensor) => g ? conv2d(z, g, null, { padding: (kernel!.size - 1) / 2 }) : z;
   const jitterRng = rng.fork("jitter");
   let last = NaN;
   try {
@@ -103,7 +127,8 @@ export async function synthesizeBatch(
       const loss = tidy(() => {
         const tape = new Tape();
         const loss = tape.run(() => {
-          const input = dy !== 0 || dx !== 0 || flip ? shift2d(x, dy, dx, flip) : x;
+          const xi = image(x);
+          const input = dy !== 0 || dx !== 0 || flip ? shift2d(xi, dy, dx, flip) : xi;
           const { y, captured } = teacher.run(input, { capture });
           const kl = klDivLoss(targets, y, opts.tau);
           if (opts.lambdaAct <= 0) return kl;
@@ -124,8 +149,15 @@ export async function synthesizeBatch(
         onLog?.({ iteration: it, loss: last });
       }
     }
-    return { images: await x.read(), loss: last };
+    if (!g) return { images: await x.read(), loss: last };
+    const out = noGrad(() => image(x));
+    try {
+      return { images: await out.read(), loss: last };
+    } finally {
+      out.dispose();
+    }
   } finally {
+    g?.dispose();
     x.dispose();
     m.dispose();
     v.dispose();

@@ -67,6 +67,7 @@ export async function synthesizeTransferBatch(
         logEvery: cfg.logEvery,
         jitter: cfg.synthJitter,
         jitterFlip: cfg.synthFlip,
+        smooth: cfg.synthSmooth,
       },
       (l) => onLog(l.iteration, l.loss),
       shouldStop,

@@ -1,0 +1,42 @@
+import assert from "node:assert/strict";
+import { gaussianKernel, synthesizeBatch } from "../src/dfkd/synthesis.ts";
+import { buildModel } from "../src/nn/models.ts";
+import { Rng } from "../src/random.ts";
+import { Tensor } from "../src/tensor.ts";
+import { gpuReady } from "./helpers.ts";
+
+Deno.test("gaussian kernel is normalised and symmetric", () => {
+  const { data, size } = gaussianKernel(1.5);
+  assert.equal(size, 7);
+  const sum = data.reduce((a, b) => a + b, 0);
+  assert.ok(Math.abs(sum - 1) < 1e-6, `sum ${sum}`);
+  for (let i = 0; i < size * size; i++) {
+    assert.ok(Math.abs(data[i] - data[size * size - 1 - i]) < 1e-9);
+  }
+});
+
+for (const opts of [{}, { smooth: 1, jitter: 2, jitterFlip: true }]) {
+  Deno.test(`synthesis loss falls and pixels stay in [0, 1] (${JSON.stringify(opts)})`, async () => {
+    await gpuReady;
+    const teacher = buildModel("lenet5", 2);
+    const n = 6;
+    const p = new Float32Array(n * 10);
+    for (let i = 0; i < n; i++) p[i * 10 + (i % 10)] = 1; // one-hot targets: the KL must fall
+    const targets = Tensor.from(p, [n, 10]);
+    const losses: number[] = [];
+    const res = await synthesizeBatch(teacher, targets, new Rng(1), {
+      iterations: 40,
+      lr: 0.05,
+      tau: 1,
+      lambdaAct: 0,
+      actNorm: "element-mean",
+      logEvery: 5,
+      ...opts,
+    }, (l) => losses.push(l.loss));
+    assert.ok(res);
+    assert.ok(losses.at(-1)! < 0.75 * losses[0], `loss ${losses[0]} → ${losses.at(-1)}`);
+    for (const v of res.images) assert.ok(v >= 0 && v <= 1, `pixel ${v}`);
+    targets.dispose();
+    teacher.dispose();
+  });
+}
