@@ -1,6 +1,7 @@
 /**
  * Progress bars (npm:cli-progress) on stderr: value/total, a loss, throughput and ETA.
- * Nothing is drawn when stderr is not a terminal (CI logs stay clean).
+ * When stderr is not a terminal (a log file, CI), cli-progress prints a plain line every 30 s
+ * instead of redrawing a bar.
  *
  * @module
  */
@@ -21,6 +22,8 @@ export function progressBar(label: string, total: number, unit: string, start = 
     hideCursor: false,
     etaBuffer: 50,
     fps: 5,
+    noTTYOutput: !Deno.stderr.isTerminal(),
+    notTTYSchedule: 30_000,
   }, cliProgress.Presets.shades_classic);
   bar.start(total, start, { loss: "-", rate: "" });
   return {
