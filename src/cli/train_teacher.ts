@@ -8,6 +8,7 @@
 import { dirname } from "node:path";
 import { findDataDir, loadSplit } from "../data/datasets.ts";
 import { saveModel } from "../nn/checkpoint.ts";
+import { type Init, INITS } from "../nn/layers.ts";
 import { type Architecture, ARCHITECTURES, buildModel } from "../nn/models.ts";
 import { evaluate, trainClassifier } from "../nn/train.ts";
 import { type FlagSpec, helpText, parseFlags, UsageError } from "./flags.ts";
@@ -44,6 +45,13 @@ export const FLAGS: Record<string, FlagSpec> = {
     help: "L2 weight decay added to the gradient.",
   },
   augment: { type: "boolean", default: false, help: "Random ±2-pixel shifts of training images." },
+  init: {
+    type: "string",
+    default: "uniform",
+    choices: INITS,
+    help:
+      "Weight initialisation: uniform (PyTorch's default; its teachers invert into transfer sets that distil well) or he-normal.",
+  },
   seed: { type: "integer", default: 0, min: 0, help: "Seed for initialisation and shuffling." },
   out: {
     type: "string",
@@ -68,7 +76,7 @@ export async function main(args: string[]): Promise<number> {
   console.error(`adapter: ${ctx.description}; data: ${dir}`);
   const train = await loadSplit(dir, "train");
   const test = await loadSplit(dir, "test");
-  const model = buildModel(f.arch as Architecture, f.seed as number);
+  const model = buildModel(f.arch as Architecture, f.seed as number, 10, f.init as Init);
   let bar: Progress | null = null;
   const res = await trainClassifier(model, train, {
     epochs: f.epochs as number,
@@ -99,6 +107,7 @@ export async function main(args: string[]): Promise<number> {
     lr: f.lr as number,
     weight_decay: f["weight-decay"] as number,
     augment: String(f.augment),
+    init: f.init as string,
     seed: f.seed as number,
     test_accuracy: acc.toFixed(4),
   });
