@@ -111,6 +111,8 @@ export {
   AvgPool2d,
   Conv2d,
   Flatten,
+  type Init,
+  INITS,
   type Layer,
   Linear,
   MaxPool2d,
