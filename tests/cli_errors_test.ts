@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { DEFAULTS } from "../src/dfkd/config.ts";
 import { saveModel } from "../src/nn/checkpoint.ts";
 import { buildModel } from "../src/nn/models.ts";
 import { loadSafetensors, saveSafetensors } from "../src/nn/safetensors.ts";
@@ -198,7 +199,7 @@ Deno.test("synth: unknown flags and bad numbers name the flag", async () => {
     [["--sigma", "nan"], ["--sigma", "number"]],
     [["--synth-lr", "Infinity"], ["--synth-lr", "number"]],
     [["--method", "magic"], ["--method", "soft-target"]],
-    [["--samples"], ["--samples needs a value", "8000"]],
+    [["--samples"], ["--samples needs a value", String(DEFAULTS.samples)]],
     [["--samples", "--tau", "3"], ["--samples needs a value"]],
     [["--layer", "conv1"], ["--layer conv1", "fc1, fc2, fc3"]],
   ];
