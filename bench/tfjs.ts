@@ -19,12 +19,9 @@
 
 // Pinned inline until deno.json's import map carries "@tensorflow/tfjs-core" and
 // "@tensorflow/tfjs-backend-webgpu" (then: bare specifiers, and drop these lint exceptions).
-// deno-lint-ignore no-import-prefix
-import * as tf from "npm:@tensorflow/tfjs-core@4.22.0";
-// deno-lint-ignore no-import-prefix
-import type { WebGPUBackend } from "npm:@tensorflow/tfjs-backend-webgpu@4.22.0";
-// deno-lint-ignore no-import-prefix
-import "npm:@tensorflow/tfjs-backend-webgpu@4.22.0";
+import * as tf from "@tensorflow/tfjs-core";
+import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
+import "@tensorflow/tfjs-backend-webgpu";
 
 export { tf };
 
