@@ -78,9 +78,9 @@ for (const s of values.setting!) {
   }
   const mean = accs.reduce((a, b) => a + b, 0) / accs.length;
   const std = Math.sqrt(accs.reduce((a, b) => a + (b - mean) ** 2, 0) / accs.length);
-  const row = `| ${label} | \`${JSON.stringify(change)}\` | ${mean.toFixed(1)} ± ${std.toFixed(1)}% | ${
-    accs.map((a) => a.toFixed(1)).join(", ")
-  } | ${synth.toFixed(0)} | ${kd.toFixed(0)} |`;
+  const row = `| ${label} | \`${JSON.stringify(change)}\` | ${mean.toFixed(1)} ± ${
+    std.toFixed(1)
+  }% | ${accs.map((a) => a.toFixed(1)).join(", ")} | ${synth.toFixed(0)} | ${kd.toFixed(0)} |`;
   rows.push(row);
   console.log(row);
 }

@@ -17,12 +17,14 @@ function refShift(x: Float32Array, [n, c, h, w]: number[], dy: number, dx: numbe
   return out;
 }
 
-for (const [shape, dy, dx, flip] of [
-  [[2, 1, 32, 32], 2, -1, false],
-  [[1, 3, 5, 7], -3, 4, true],
-  [[3, 2, 1, 9], 5, 0, true],
-  [[1, 1, 4, 4], 0, 0, false],
-] as [number[], number, number, boolean][]) {
+for (
+  const [shape, dy, dx, flip] of [
+    [[2, 1, 32, 32], 2, -1, false],
+    [[1, 3, 5, 7], -3, 4, true],
+    [[3, 2, 1, 9], 5, 0, true],
+    [[1, 1, 4, 4], 0, 0, false],
+  ] as [number[], number, number, boolean][]
+) {
   Deno.test(`shift2d [${shape}] by (${dy}, ${dx}) flip=${flip} matches reference; backward is its transpose`, async () => {
     await gpuReady;
     const size = shape.reduce((a, b) => a * b, 1);
@@ -32,7 +34,11 @@ for (const [shape, dy, dx, flip] of [
     const tg = Tensor.from(g, shape);
     const y = shift2d(tx, dy, dx, flip);
     const gx = shift2dBackward(tg, dy, dx, flip);
-    assertClose(await y.read(), refShift(x, shape, dy, dx, flip), { atol: 0, rtol: 0, label: "forward" });
+    assertClose(await y.read(), refShift(x, shape, dy, dx, flip), {
+      atol: 0,
+      rtol: 0,
+      label: "forward",
+    });
     // Adjoint identity <shift(x), g> = <x, shift_backward(g)> (float64 sums; rtol 1e-6).
     const yv = await y.read();
     const gxv = await gx.read();
