@@ -112,36 +112,24 @@ export async function trainTeacher(
  * The settings that determine a transfer set; defaults are those of {@link DEFAULTS}
  * (the CLI's `deno task synth` defaults), so equal settings give the CLI's transfer set.
  */
-export interface SynthesisSettings {
-  /**
-   * `"soft-target"`: soft targets from the feature-space model of `layer` (the paper);
-   * `"softmax-space"`: the model is placed at the logit layer; `"noise"`: unoptimised uniform
-   * noise labelled by the teacher (a baseline). Default `"soft-target"`.
-   */
-  method: Method;
-  /** Teacher layer (a fully connected one) whose pre-activations are modelled. Default `"fc2"`. */
-  layer: string;
-  /** σ > 0, standard deviation of every unit of the feature-space model. Default 6 (paper: 1.5). */
-  sigma: number;
-  /** Temperature τ > 0 of the soft targets and of the synthesis KL term. Default 20. */
-  tau: number;
-  /** λ_a ≥ 0, weight of the activation loss on conv1's output (0 = off). Default 0 (paper 0.05). */
-  lambdaAct: number;
-  /** Normalisation of the activation loss. Default `"element-mean"` (paper: `"sample-l1"`). */
-  actNorm: ActivationNorm;
-  /** Transfer-set size N, an integer ≥ 1. Default 8000. */
-  samples: number;
-  /** Adam iterations per synthesis batch, an integer ≥ 0. Default 50 (paper: 1500). */
-  iterations: number;
-  /** Images per synthesis batch, an integer ≥ 1. Default 250 (paper: 100). */
-  batchSize: number;
-  /** Adam learning rate on the pixels (> 0). Default 0.05 (paper: 0.001). */
-  synthLr: number;
-  /** Seed of every random draw (a safe integer). Default 0. */
-  seed: number;
-  /** Read the loss back every this many iterations (each read costs a GPU round trip). Default 10. */
-  logEvery: number;
-}
+export type SynthesisSettings = Pick<
+  DfkdConfig,
+  | "method"
+  | "layer"
+  | "sigma"
+  | "tau"
+  | "lambdaAct"
+  | "actNorm"
+  | "samples"
+  | "iterations"
+  | "batchSize"
+  | "synthLr"
+  | "synthJitter"
+  | "synthFlip"
+  | "synthSmooth"
+  | "seed"
+  | "logEvery"
+>;
 
 /** Progress of {@link synthesizeTransferSet}, reported every `logEvery` iterations of a batch. */
 export interface SynthesisProgress {
