@@ -14,7 +14,7 @@
  * @module
  */
 
-import { DEFAULTS, type DfkdConfig, type Method, METHODS } from "./dfkd/config.ts";
+import { DEFAULTS, type DfkdConfig, METHODS } from "./dfkd/config.ts";
 import { distill as distillLoop } from "./dfkd/distill.ts";
 import { synthesizeTransferBatch, teacherFeatureModel } from "./dfkd/transfer_set.ts";
 import { initGpu } from "./gpu/runtime.ts";
@@ -26,7 +26,6 @@ import {
   trainClassifier,
   type TrainProgress,
 } from "./nn/train.ts";
-import type { ActivationNorm } from "./ops/loss.ts";
 import { Rng } from "./random.ts";
 
 /** Options of {@link trainTeacher}; every field is optional. */
