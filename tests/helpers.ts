@@ -63,3 +63,23 @@ export function assertNear(actual: number, expected: number, tol: number, label 
     throw new Error(`${label}: ${actual} is not within ${tol} of ${expected}`);
   }
 }
+
+/** Central differences of a float64 function `f` at `x`, one coordinate at a time (step `h`). */
+export function numGrad(
+  f: (x: Float64Array) => number,
+  x: ArrayLike<number>,
+  h = 1e-5,
+): Float64Array {
+  const xx = Float64Array.from(x);
+  const g = new Float64Array(xx.length);
+  for (let i = 0; i < xx.length; i++) {
+    const x0 = xx[i];
+    xx[i] = x0 + h;
+    const fp = f(xx);
+    xx[i] = x0 - h;
+    const fm = f(xx);
+    xx[i] = x0;
+    g[i] = (fp - fm) / (2 * h);
+  }
+  return g;
+}

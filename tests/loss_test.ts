@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { activationLoss, crossEntropyLoss, kdLoss, klDivLoss } from "../src/ops/loss.ts";
 import { Tensor } from "../src/tensor.ts";
-import { assertClose, gpuReady, randArray, rng } from "./helpers.ts";
+import { assertClose, gpuReady, numGrad, randArray, rng } from "./helpers.ts";
 
 // Tolerances (GPU f32 vs float64 reference from the same f32 inputs):
 // - loss values: rtol 1e-5 plus atol 1e-5 (per-row f32 sums of K terms, then a 256-way
@@ -58,22 +58,6 @@ function actRef(a: ArrayLike<number>, n: number, norm: "sample-l1" | "element-me
   let s = 0;
   for (let i = 0; i < a.length; i++) s += Math.abs(a[i]);
   return -s / (norm === "sample-l1" ? n : a.length);
-}
-
-/** Central differences of `f` at `x` (float64). */
-function numGrad(f: (x: Float64Array) => number, x: ArrayLike<number>, h = 1e-5): Float64Array {
-  const xx = Float64Array.from(x);
-  const g = new Float64Array(xx.length);
-  for (let i = 0; i < xx.length; i++) {
-    const x0 = xx[i];
-    xx[i] = x0 + h;
-    const fp = f(xx);
-    xx[i] = x0 - h;
-    const fm = f(xx);
-    xx[i] = x0;
-    g[i] = (fp - fm) / (2 * h);
-  }
-  return g;
 }
 
 /** Random target distributions [n, k] with about a third of the entries exactly 0. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { logSoftmax, logSoftmaxBackward, softmax, softmaxBackward } from "../src/ops/softmax.ts";
 import { Tensor, tidy } from "../src/tensor.ts";
-import { assertClose, gpuReady, randArray } from "./helpers.ts";
+import { assertClose, gpuReady, numGrad, randArray } from "./helpers.ts";
 
 // Tolerances (GPU f32 vs float64 reference computed from the same f32 inputs):
 // - softmax: atol 1e-6, rtol 1e-5 (a K-term f32 sum and one exp per element);
@@ -28,22 +28,6 @@ function logSoftmaxRef(z: ArrayLike<number>, n: number, k: number, tau: number):
 
 function softmaxRef(z: ArrayLike<number>, n: number, k: number, tau: number): Float64Array {
   return logSoftmaxRef(z, n, k, tau).map(Math.exp);
-}
-
-/** Central differences of `f` at `x` (float64). */
-function numGrad(f: (x: Float64Array) => number, x: ArrayLike<number>, h = 1e-5): Float64Array {
-  const xx = Float64Array.from(x);
-  const g = new Float64Array(xx.length);
-  for (let i = 0; i < xx.length; i++) {
-    const x0 = xx[i];
-    xx[i] = x0 + h;
-    const fp = f(xx);
-    xx[i] = x0 - h;
-    const fm = f(xx);
-    xx[i] = x0;
-    g[i] = (fp - fm) / (2 * h);
-  }
-  return g;
 }
 
 const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
