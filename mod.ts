@@ -72,7 +72,7 @@ export {
   type TrainTeacherResult,
   type TransferSet,
 } from "./src/api.ts";
-export type { LabelledImages, TrainProgress } from "./src/nn/train.ts";
+export type { LabelledImages, LrSchedule, TrainProgress } from "./src/nn/train.ts";
 
 // Settings of a run.
 export { DEFAULTS, type DfkdConfig, type Method, METHODS, paperPreset } from "./src/dfkd/config.ts";

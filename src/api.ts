@@ -23,6 +23,8 @@ import { type Architecture, ARCHITECTURES, buildModel } from "./nn/models.ts";
 import {
   evaluate as evaluateModel,
   type LabelledImages,
+  LR_SCHEDULES,
+  type LrSchedule,
   trainClassifier,
   type TrainProgress,
 } from "./nn/train.ts";
@@ -36,8 +38,10 @@ export interface TrainTeacherOptions {
   epochs?: number;
   /** Images per Adam step, an integer ≥ 1 (clamped to the image count). Default 128. */
   batchSize?: number;
-  /** Peak Adam learning rate (> 0), decayed by a cosine schedule to 1% of it. Default 0.002. */
+  /** Adam learning rate (> 0): the cosine schedule's peak, or the constant rate. Default 0.002. */
   lr?: number;
+  /** `cosine` (decay to 1% of `lr`) or `constant`. Default `cosine`. */
+  schedule?: LrSchedule;
   /** Seed of the initial weights, the shuffling and the augmentation (a safe integer). Default 0. */
   seed?: number;
   /** L2 weight decay (≥ 0) added to the gradient. Default 0. */
@@ -87,6 +91,10 @@ export async function trainTeacher(
   const epochs = positiveInt(opts.epochs ?? 20, "epochs");
   const seed = safeInt(opts.seed ?? 0, "seed");
   const lr = positive(opts.lr ?? 0.002, "lr");
+  const schedule = opts.schedule ?? "cosine";
+  if (!LR_SCHEDULES.includes(schedule)) {
+    throw new RangeError(`schedule must be one of ${LR_SCHEDULES.join(", ")}, got ${schedule}`);
+  }
   const model = buildModel(arch, seed);
   try {
     checkLabelled(data, model.inputShape, "trainTeacher");
@@ -95,6 +103,7 @@ export async function trainTeacher(
       epochs,
       batchSize,
       lr,
+      schedule,
       seed,
       weightDecay: opts.weightDecay ?? 0,
       augment: opts.augment ?? false,

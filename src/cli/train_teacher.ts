@@ -10,7 +10,7 @@ import { findDataDir, loadSplit } from "../data/datasets.ts";
 import { saveModel } from "../nn/checkpoint.ts";
 import { type Init, INITS } from "../nn/layers.ts";
 import { type Architecture, ARCHITECTURES, buildModel } from "../nn/models.ts";
-import { evaluate, trainClassifier } from "../nn/train.ts";
+import { evaluate, LR_SCHEDULES, type LrSchedule, trainClassifier } from "../nn/train.ts";
 import { type FlagSpec, helpText, parseFlags, UsageError } from "./flags.ts";
 import { dataNotFound, initGpuForCli, runMain } from "./main.ts";
 import { type Progress, progressBar } from "./progress.ts";
@@ -36,7 +36,13 @@ export const FLAGS: Record<string, FlagSpec> = {
     default: 0.002,
     min: 0,
     exclusiveMin: true,
-    help: "Peak Adam learning rate (cosine decay to 1%).",
+    help: "Adam learning rate (the peak of the cosine schedule, or the constant rate).",
+  },
+  schedule: {
+    type: "string",
+    default: "cosine",
+    choices: LR_SCHEDULES,
+    help: "Learning-rate schedule: cosine (decay to 1% of --lr) or constant.",
   },
   "weight-decay": {
     type: "number",
@@ -82,6 +88,7 @@ export async function main(args: string[]): Promise<number> {
     epochs: f.epochs as number,
     batchSize: f["batch-size"] as number,
     lr: f.lr as number,
+    schedule: f.schedule as LrSchedule,
     seed: f.seed as number,
     weightDecay: f["weight-decay"] as number,
     augment: f.augment as boolean,
@@ -105,6 +112,7 @@ export async function main(args: string[]): Promise<number> {
     epochs: f.epochs as number,
     batch_size: f["batch-size"] as number,
     lr: f.lr as number,
+    schedule: f.schedule as string,
     weight_decay: f["weight-decay"] as number,
     augment: String(f.augment),
     init: f.init as string,

@@ -43,8 +43,10 @@ export interface TrainProgress {
 export interface TrainClassifierOptions {
   epochs: number;
   batchSize: number;
-  /** Peak Adam learning rate, decayed by a cosine schedule to 1% of it. */
+  /** Adam learning rate: the peak of the cosine schedule, or the constant rate. */
   lr: number;
+  /** `cosine` (decay to 1% of `lr` over all steps, the default) or `constant`. */
+  schedule?: LrSchedule;
   seed: number;
   weightDecay?: number;
   /** Random ±2-pixel shifts (and horizontal flips when `flip`) of each training batch. */
@@ -53,6 +55,12 @@ export interface TrainClassifierOptions {
   logEvery?: number;
   onProgress?: (p: TrainProgress) => void;
 }
+
+/** Learning-rate schedules of {@link trainClassifier}. */
+export type LrSchedule = "cosine" | "constant";
+
+/** Every schedule, for flag validation. */
+export const LR_SCHEDULES: readonly LrSchedule[] = ["cosine", "constant"];
 
 /** What {@link trainClassifier} measured. */
 export interface TrainResult {
@@ -104,7 +112,7 @@ export function gatherBatch(
 }
 
 /**
- * Trains `model` on labelled images with cross-entropy and Adam (cosine schedule).
+ * Trains `model` on labelled images with cross-entropy and Adam (cosine or constant rate).
  *
  * @throws {Error} when the loss becomes NaN or infinite (lower `lr`).
  */
@@ -144,7 +152,7 @@ export async function trainClassifier(
           opts.flip,
         );
         for (let i = 0; i < batchSize; i++) labels[i] = data.labels[idx[s * batchSize + i]];
-        adam.opts.lr = cosineLr(opts.lr, step, steps);
+        if (opts.schedule !== "constant") adam.opts.lr = cosineLr(opts.lr, step, steps);
         const report = step % logEvery === logEvery - 1 || step === steps - 1;
         const loss = tidy(() => {
           const x = Tensor.from(batch, [batchSize, ...model.inputShape]);
