@@ -115,6 +115,7 @@ const distillOpts = {
   tau: 4,
   shift: false,
   flip: false,
+  mixup: false,
   seed: 0,
   logEvery: LOG_EVERY,
 };

@@ -287,6 +287,8 @@ export interface DistillOptions {
   shift?: boolean;
   /** Random horizontal flips of each batch before the teacher relabels it. Default true. */
   flip?: boolean;
+  /** Mixup (λ ~ U(0, 1)) of each batch before the teacher relabels it. Default true. */
+  mixup?: boolean;
   /** Seed of the shuffling and augmentation; the student is initialised from `seed + 1`. Default 0. */
   seed?: number;
   /** Read the loss back every this many steps (each read is a GPU round trip). Default 10. */
@@ -360,6 +362,7 @@ export async function distill(
       tau,
       shift: opts.shift ?? DEFAULTS.kdShift,
       flip: opts.flip ?? DEFAULTS.kdFlip,
+      mixup: opts.mixup ?? DEFAULTS.kdMixup,
       seed,
       logEvery,
     }, { onProgress: opts.onProgress });

@@ -138,6 +138,7 @@ Deno.test("distill: live bytes flat over 20 epochs and given back after", async 
       tau: 4,
       shift: true,
       flip: true,
+      mixup: true,
       seed: 0,
       logEvery: 2,
     }, {

@@ -62,7 +62,7 @@ export const FLAGS: Record<string, FlagSpec> = {
     defaultText: "none: start a new run",
     help: "Continue the interrupted run in this folder (its run.json gives the settings; " +
       "--synth-lr, --tau, --lambda-act, --act-norm, --iterations, --student-lr, --kd-tau, " +
-      "--kd-shift, --kd-flip, --student-epochs and --log-every may be changed for the work left).",
+      "--kd-shift, --kd-flip, --kd-mixup, --student-epochs and --log-every may be changed for the work left).",
   },
   force: {
     type: "boolean",
@@ -204,6 +204,12 @@ export const FLAGS: Record<string, FlagSpec> = {
     choices: onOff,
     help: "Random horizontal flips in distillation, relabelled by the teacher.",
   },
+  "kd-mixup": {
+    type: "string",
+    default: D.kdMixup ? "on" : "off",
+    choices: onOff,
+    help: "Mixup of distillation batches (λ ~ U(0, 1)), relabelled by the teacher.",
+  },
   seed: {
     type: "integer",
     default: D.seed,
@@ -241,6 +247,7 @@ export const KEYS: Record<string, keyof DfkdConfig> = {
   "kd-tau": "kdTau",
   "kd-shift": "kdShift",
   "kd-flip": "kdFlip",
+  "kd-mixup": "kdMixup",
   seed: "seed",
   "log-every": "logEvery",
 };
@@ -259,6 +266,7 @@ const RESUME_TUNABLE: ReadonlySet<string> = new Set([
   "kd-tau",
   "kd-shift",
   "kd-flip",
+  "kd-mixup",
   "student-epochs",
   "log-every",
 ]);

@@ -55,6 +55,8 @@ export interface DfkdConfig {
   kdShift: boolean;
   /** Random horizontal flips in distillation (relabelled by the teacher). */
   kdFlip: boolean;
+  /** Mixup of distillation batches (λ ~ U(0, 1)), relabelled by the teacher. */
+  kdMixup: boolean;
   /** Seed of every random draw. */
   seed: number;
   /** Read losses back every this many steps. */
@@ -83,6 +85,7 @@ export const DEFAULTS: DfkdConfig = {
   kdTau: 4,
   kdShift: true,
   kdFlip: true,
+  kdMixup: true,
   seed: 0,
   logEvery: 10,
 };
@@ -110,5 +113,6 @@ export function paperPreset(dataset: string): Partial<DfkdConfig> {
     kdTau: 20,
     kdShift: false,
     kdFlip: false,
+    kdMixup: false,
   };
 }

@@ -2,7 +2,7 @@
  * Distillation (Wang, AAAI 2021, §3, step 4; Hinton et al. 2015): the student is trained on the
  * transfer set with `τ² · CE(softmax(teacher(x)/τ), softmax(student(x)/τ))`.
  *
- * Each batch may be augmented (random ±2-pixel shifts, horizontal flips) and is then relabelled by
+ * Each batch may be augmented (random ±2-pixel shifts, horizontal flips, mixup) and is then relabelled by
  * the teacher, so a fixed transfer set becomes a fresh stream of (image, teacher output) pairs.
  * A step is queued GPU work; the loss is read back every `logEvery` steps.
  *
@@ -30,6 +30,8 @@ export interface DistillOptions {
   shift: boolean;
   /** Random horizontal flips of each batch. */
   flip: boolean;
+  /** Mixup of each batch (see {@link mixBatch}) before the teacher relabels it. */
+  mixup: boolean;
   seed: number;
   logEvery: number;
 }
@@ -59,6 +61,27 @@ export interface DistillHooks {
   onEpochEnd?: (epoch: number, state: () => Promise<DistillState>) => Promise<void>;
   /** Checked between steps; when it returns true the loop stops after the current epoch's step. */
   shouldStop?: () => boolean;
+}
+
+/**
+ * Mixup (Zhang et al., ICLR 2018) inside a batch, in place: image `i` becomes
+ * `λ·x_i + (1 − λ)·x_j` with `λ ~ U(0, 1)` (Beta(1, 1)) and `j` a random image of the same batch.
+ * Distillation needs no mixed labels: the teacher relabels the mixed images.
+ *
+ * `batch: [n, per]` f32. Throws a `RangeError` when `batch` is shorter than `n · per`.
+ */
+export function mixBatch(batch: Float32Array, n: number, per: number, rng: Rng): void {
+  if (batch.length < n * per) {
+    throw new RangeError(`mixBatch: batch holds ${batch.length} values, fewer than ${n} × ${per}`);
+  }
+  const src = batch.slice(0, n * per);
+  for (let i = 0; i < n; i++) {
+    const j = rng.int(n);
+    const lambda = rng.uniform();
+    const o = i * per;
+    const p = j * per;
+    for (let k = 0; k < per; k++) batch[o + k] = lambda * src[o + k] + (1 - lambda) * src[p + k];
+  }
 }
 
 /**
@@ -96,10 +119,12 @@ export async function distill(
       const idx = Uint32Array.from({ length: count }, (_, i) => i);
       rng.shuffle(idx);
       const aug = opts.shift || opts.flip ? rng.fork("augment") : undefined;
+      const mix = opts.mixup ? rng.fork("mixup") : undefined;
       for (let s = 0; s < stepsPerEpoch; s++) {
         if (hooks.shouldStop?.()) return { finalLoss, imagesSeen, stopped: true };
         const step = epoch * stepsPerEpoch + s;
         gatherBatch(images, idx, s * bs, bs, student.inputShape, batch, aug, opts.flip, opts.shift);
+        if (mix) mixBatch(batch, bs, per, mix);
         adam.opts.lr = cosineLr(opts.lr, step, steps);
         const report = (step + 1) % opts.logEvery === 0 || s === stepsPerEpoch - 1;
         const loss = tidy(() => {

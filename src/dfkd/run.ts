@@ -445,6 +445,7 @@ export async function runDfkd(
         tau: cfg.kdTau,
         shift: cfg.kdShift,
         flip: cfg.kdFlip,
+        mixup: cfg.kdMixup,
         seed: cfg.seed,
         logEvery: cfg.logEvery,
       }, {
