@@ -281,7 +281,7 @@ export interface DistillOptions {
   batchSize?: number;
   /** Peak Adam learning rate (> 0), cosine-decayed to 1% over all steps. Default 0.002. */
   lr?: number;
-  /** KD temperature τ > 0. Default 4 (paper: 20). */
+  /** KD temperature τ > 0. Default 2 (paper: 20). */
   tau?: number;
   /** Random ±2-pixel shifts of each batch before the teacher relabels it. Default true. */
   shift?: boolean;

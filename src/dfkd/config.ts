@@ -82,7 +82,7 @@ export const DEFAULTS: DfkdConfig = {
   studentEpochs: 120,
   studentLr: 0.002,
   studentBatchSize: 128,
-  kdTau: 4,
+  kdTau: 2,
   kdShift: true,
   kdFlip: true,
   kdMixup: true,
