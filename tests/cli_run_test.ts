@@ -406,6 +406,22 @@ Deno.test({
   },
 });
 
+Deno.test("an MNIST teacher gets no KD flips by default; an explicit --kd-flip wins", async () => {
+  const mnistTeacher = join(tmp, "mnist-teacher.safetensors");
+  const m = buildModel("lenet5", 1);
+  await saveModel(mnistTeacher, m, { dataset: "mnist" });
+  m.dispose();
+  const tiny = ["--teacher", mnistTeacher, "--samples", "8", "--batch-size", "4"];
+  const more = ["--iterations", "2", "--student-epochs", "1", "--student-batch-size", "4"];
+  for (const [extra, flip] of [[[], false], [["--kd-flip", "on"], true]] as const) {
+    const out = join(tmp, `mnist-${flip}`);
+    assertOk(await cli("synth", [...tiny, ...more, ...extra, "--out", out]));
+    const metrics = JSON.parse(await Deno.readTextFile(join(out, "metrics.json")));
+    assert.equal(metrics.dataset, "mnist");
+    assert.equal(metrics.flags.kdFlip, flip);
+  }
+});
+
 Deno.test("--help lists every flag with its default", async () => {
   const r = await cli("synth", ["--help"]);
   assertOk(r);

@@ -202,7 +202,8 @@ export const FLAGS: Record<string, FlagSpec> = {
     type: "string",
     default: "on",
     choices: onOff,
-    help: "Random horizontal flips in distillation, relabelled by the teacher.",
+    help: "Random horizontal flips in distillation, relabelled by the teacher " +
+      "(off by default for an MNIST teacher: digits are not mirror-symmetric).",
   },
   "kd-mixup": {
     type: "string",
@@ -425,6 +426,7 @@ export async function main(args: string[]): Promise<number> {
 
   // 3. The configuration: preset, then explicit flags (a resumed run already has its own).
   if (!run) {
+    if (dataset === "mnist") cfg.kdFlip = false; // digits are not mirror-symmetric
     if (f.preset === "paper") Object.assign(cfg, paperPreset(dataset));
     const c = cfg as unknown as Record<string, unknown>;
     for (const [flag, key] of Object.entries(KEYS)) if (given(flag)) c[key] = value(flag);
