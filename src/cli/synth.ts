@@ -62,7 +62,8 @@ export const FLAGS: Record<string, FlagSpec> = {
     defaultText: "none: start a new run",
     help: "Continue the interrupted run in this folder (its run.json gives the settings; " +
       "--synth-lr, --tau, --lambda-act, --act-norm, --iterations, --student-lr, --kd-tau, " +
-      "--kd-shift, --kd-flip, --kd-mixup, --student-epochs and --log-every may be changed for the work left).",
+      "--kd-shift, --kd-flip, --kd-mixup, --student-epochs and --log-every may be changed for " +
+      "the work left).",
   },
   force: {
     type: "boolean",

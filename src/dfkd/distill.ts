@@ -2,8 +2,9 @@
  * Distillation (Wang, AAAI 2021, §3, step 4; Hinton et al. 2015): the student is trained on the
  * transfer set with `τ² · CE(softmax(teacher(x)/τ), softmax(student(x)/τ))`.
  *
- * Each batch may be augmented (random ±2-pixel shifts, horizontal flips, mixup) and is then relabelled by
- * the teacher, so a fixed transfer set becomes a fresh stream of (image, teacher output) pairs.
+ * Each batch may be augmented (random ±2-pixel shifts, horizontal flips, mixup) and is then
+ * relabelled by the teacher, so a fixed transfer set becomes a fresh stream of (image, teacher
+ * output) pairs.
  * A step is queued GPU work; the loss is read back every `logEvery` steps.
  *
  * @module
