@@ -25,6 +25,7 @@ import {
   type LabelledImages,
   LR_SCHEDULES,
   type LrSchedule,
+  TEACHER_DEFAULTS,
   trainClassifier,
   type TrainProgress,
 } from "./nn/train.ts";
@@ -34,13 +35,13 @@ import { Rng } from "./random.ts";
 export interface TrainTeacherOptions {
   /** Architecture to build. Default `"lenet5"` (61,706 parameters). */
   arch?: Architecture;
-  /** Passes over the training images, an integer ≥ 1. Default 20. */
+  /** Passes over the training images, an integer ≥ 1. Default 15. */
   epochs?: number;
-  /** Images per Adam step, an integer ≥ 1 (clamped to the image count). Default 128. */
+  /** Images per Adam step, an integer ≥ 1 (clamped to the image count). Default 256. */
   batchSize?: number;
-  /** Adam learning rate (> 0): the cosine schedule's peak, or the constant rate. Default 0.002. */
+  /** Adam learning rate (> 0): the cosine schedule's peak, or the constant rate. Default 0.001. */
   lr?: number;
-  /** `cosine` (decay to 1% of `lr`) or `constant`. Default `cosine`. */
+  /** `cosine` (decay to 1% of `lr`) or `constant`. Default `constant`. */
   schedule?: LrSchedule;
   /** Seed of the initial weights, the shuffling and the augmentation (a safe integer). Default 0. */
   seed?: number;
@@ -88,17 +89,20 @@ export async function trainTeacher(
   await initGpu();
   const arch = opts.arch ?? "lenet5";
   checkArch(arch, "arch");
-  const epochs = positiveInt(opts.epochs ?? 20, "epochs");
+  const epochs = positiveInt(opts.epochs ?? TEACHER_DEFAULTS.epochs, "epochs");
   const seed = safeInt(opts.seed ?? 0, "seed");
-  const lr = positive(opts.lr ?? 0.002, "lr");
-  const schedule = opts.schedule ?? "cosine";
+  const lr = positive(opts.lr ?? TEACHER_DEFAULTS.lr, "lr");
+  const schedule = opts.schedule ?? TEACHER_DEFAULTS.schedule;
   if (!LR_SCHEDULES.includes(schedule)) {
     throw new RangeError(`schedule must be one of ${LR_SCHEDULES.join(", ")}, got ${schedule}`);
   }
   const model = buildModel(arch, seed);
   try {
     checkLabelled(data, model.inputShape, "trainTeacher");
-    const batchSize = Math.min(positiveInt(opts.batchSize ?? 128, "batchSize"), data.count);
+    const batchSize = Math.min(
+      positiveInt(opts.batchSize ?? TEACHER_DEFAULTS.batchSize, "batchSize"),
+      data.count,
+    );
     const res = await trainClassifier(model, data, {
       epochs,
       batchSize,

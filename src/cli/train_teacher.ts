@@ -10,7 +10,13 @@ import { findDataDir, loadSplit } from "../data/datasets.ts";
 import { saveModel } from "../nn/checkpoint.ts";
 import { type Init, INITS } from "../nn/layers.ts";
 import { type Architecture, ARCHITECTURES, buildModel } from "../nn/models.ts";
-import { evaluate, LR_SCHEDULES, type LrSchedule, trainClassifier } from "../nn/train.ts";
+import {
+  evaluate,
+  LR_SCHEDULES,
+  type LrSchedule,
+  TEACHER_DEFAULTS as T,
+  trainClassifier,
+} from "../nn/train.ts";
 import { type FlagSpec, helpText, parseFlags, UsageError } from "./flags.ts";
 import { dataNotFound, initGpuForCli, runMain } from "./main.ts";
 import { type Progress, progressBar } from "./progress.ts";
@@ -29,18 +35,24 @@ export const FLAGS: Record<string, FlagSpec> = {
     help: "Folder holding the four IDX files.",
   },
   arch: { type: "string", default: "lenet5", choices: ARCHITECTURES, help: "Architecture." },
-  epochs: { type: "integer", default: 20, min: 1, help: "Training epochs." },
-  "batch-size": { type: "integer", default: 128, min: 1, max: 65536, help: "Images per step." },
+  epochs: { type: "integer", default: T.epochs, min: 1, help: "Training epochs." },
+  "batch-size": {
+    type: "integer",
+    default: T.batchSize,
+    min: 1,
+    max: 65536,
+    help: "Images per step.",
+  },
   lr: {
     type: "number",
-    default: 0.002,
+    default: T.lr,
     min: 0,
     exclusiveMin: true,
     help: "Adam learning rate (the peak of the cosine schedule, or the constant rate).",
   },
   schedule: {
     type: "string",
-    default: "cosine",
+    default: T.schedule,
     choices: LR_SCHEDULES,
     help: "Learning-rate schedule: cosine (decay to 1% of --lr) or constant.",
   },

@@ -62,6 +62,18 @@ export type LrSchedule = "cosine" | "constant";
 /** Every schedule, for flag validation. */
 export const LR_SCHEDULES: readonly LrSchedule[] = ["cosine", "constant"];
 
+/**
+ * Defaults of teacher training (`deno task train-teacher`, `trainTeacher`): the recipe of the bundled
+ * teachers. Teachers trained at a constant, moderate rate on large batches invert into transfer
+ * sets that distil far better than sharper ones (`bench/results/sweeps.md`).
+ */
+export const TEACHER_DEFAULTS: {
+  readonly epochs: number;
+  readonly batchSize: number;
+  readonly lr: number;
+  readonly schedule: LrSchedule;
+} = { epochs: 15, batchSize: 256, lr: 0.001, schedule: "constant" };
+
 /** What {@link trainClassifier} measured. */
 export interface TrainResult {
   seconds: number;
