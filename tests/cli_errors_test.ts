@@ -11,6 +11,7 @@ import { DEFAULTS } from "../src/dfkd/config.ts";
 import { saveModel } from "../src/nn/checkpoint.ts";
 import { buildModel } from "../src/nn/models.ts";
 import { loadSafetensors, saveSafetensors } from "../src/nn/safetensors.ts";
+import { exists } from "../src/io/atomic.ts";
 import { gpuReady } from "./helpers.ts";
 
 const CLI = (name: string) => fileURLToPath(new URL(`../src/cli/${name}.ts`, import.meta.url));
@@ -50,15 +51,6 @@ function assertUserError(r: CliResult, ...needles: string[]): void {
   assert.doesNotMatch(r.stderr, /^\s+at /m, "no stack trace without --verbose");
   for (const n of needles) {
     assert.ok(lines[0].toLowerCase().includes(n.toLowerCase()), `"${n}" missing in: ${lines[0]}`);
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -16,6 +16,7 @@ import { FLAGS } from "../src/cli/synth.ts";
 import { loadModel, saveModel } from "../src/nn/checkpoint.ts";
 import { buildModel } from "../src/nn/models.ts";
 import { loadSafetensors } from "../src/nn/safetensors.ts";
+import { exists } from "../src/io/atomic.ts";
 import { gpuReady } from "./helpers.ts";
 
 const CLI = (name: string) => fileURLToPath(new URL(`../src/cli/${name}.ts`, import.meta.url));
@@ -61,15 +62,6 @@ function errorLine(r: CliResult): string {
   assert.equal(lines.length, 1, r.stderr);
   assert.doesNotMatch(r.stderr, /^\s+at /m);
   return lines[0];
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -30,7 +30,7 @@ import {
   loadSafetensors,
   saveSafetensors,
 } from "../nn/safetensors.ts";
-import { writeFileAtomic } from "../io/atomic.ts";
+import { exists, writeFileAtomic } from "../io/atomic.ts";
 import { imageGridPng } from "../io/png.ts";
 import type { Sequential } from "../nn/layers.ts";
 import { buildModel } from "../nn/models.ts";
@@ -132,15 +132,6 @@ export interface RunContext {
 
 /** Result of {@link runDfkd}: metrics when finished, or `stopped` after an interruption. */
 export type RunOutcome = { stopped: false; metrics: RunMetrics } | { stopped: true };
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Whether `dir` holds a finished run (`metrics.json`). */
 export function isFinishedRun(dir: string): Promise<boolean> {

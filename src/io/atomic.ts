@@ -44,3 +44,13 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
     throw err;
   }
 }
+
+/** Whether anything (file or folder) exists at `path`. */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
