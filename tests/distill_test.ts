@@ -25,5 +25,10 @@ Deno.test("mixBatch makes each image a convex mix of itself and one batch partne
   const again = src.slice();
   mixBatch(again, n, per, new Rng(3));
   assert.deepEqual(again, batch);
+  // A reused scratch buffer gives the same mix.
+  const reused = src.slice();
+  mixBatch(reused, n, per, new Rng(3), new Float32Array(n * per + 3));
+  assert.deepEqual(reused, batch);
   assert.throws(() => mixBatch(new Float32Array(3), 1, 4, new Rng(0)), RangeError);
+  assert.throws(() => mixBatch(src.slice(), n, per, new Rng(0), new Float32Array(4)), RangeError);
 });

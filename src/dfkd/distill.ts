@@ -69,13 +69,23 @@ export interface DistillHooks {
  * `λ·x_i + (1 − λ)·x_j` with `λ ~ U(0, 1)` (Beta(1, 1)) and `j` a random image of the same batch.
  * Distillation needs no mixed labels: the teacher relabels the mixed images.
  *
- * `batch: [n, per]` f32. Throws a `RangeError` when `batch` is shorter than `n · per`.
+ * `batch: [n, per]` f32; `scratch` (at least `n · per` values) holds the unmixed copy, so a loop can
+ * reuse one. Throws a `RangeError` when `batch` or `scratch` is shorter than `n · per`.
  */
-export function mixBatch(batch: Float32Array, n: number, per: number, rng: Rng): void {
-  if (batch.length < n * per) {
-    throw new RangeError(`mixBatch: batch holds ${batch.length} values, fewer than ${n} × ${per}`);
+export function mixBatch(
+  batch: Float32Array,
+  n: number,
+  per: number,
+  rng: Rng,
+  scratch: Float32Array = new Float32Array(n * per),
+): void {
+  if (batch.length < n * per || scratch.length < n * per) {
+    throw new RangeError(
+      `mixBatch: batch (${batch.length}) and scratch (${scratch.length}) need ${n} × ${per} values`,
+    );
   }
-  const src = batch.slice(0, n * per);
+  const src = scratch;
+  src.set(batch.subarray(0, n * per));
   for (let i = 0; i < n; i++) {
     const j = rng.int(n);
     const lambda = rng.uniform();
@@ -112,6 +122,7 @@ export async function distill(
     adam.state().forEach((t, i) => t.write(resume.moments[i]));
   }
   const batch = new Float32Array(bs * per);
+  const mixScratch = opts.mixup ? new Float32Array(bs * per) : undefined;
   let finalLoss = NaN;
   let imagesSeen = 0;
   try {
@@ -125,7 +136,7 @@ export async function distill(
         if (hooks.shouldStop?.()) return { finalLoss, imagesSeen, stopped: true };
         const step = epoch * stepsPerEpoch + s;
         gatherBatch(images, idx, s * bs, bs, student.inputShape, batch, aug, opts.flip, opts.shift);
-        if (mix) mixBatch(batch, bs, per, mix);
+        if (mix) mixBatch(batch, bs, per, mix, mixScratch);
         adam.opts.lr = cosineLr(opts.lr, step, steps);
         const report = (step + 1) % opts.logEvery === 0 || s === stepsPerEpoch - 1;
         const loss = tidy(() => {
