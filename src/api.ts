@@ -49,6 +49,11 @@ export interface TrainTeacherOptions {
   weightDecay?: number;
   /** Random ±2-pixel shifts of each training batch. Default false. */
   augment?: boolean;
+  /**
+   * Standard deviation (pixel units, ≥ 0) of Gaussian noise added to each training pixel; 0 turns
+   * it off. Default 0.2.
+   */
+  inputNoise?: number;
   /** Called every 20 steps and after the last, with the mean cross-entropy of the read batch. */
   onProgress?: (p: TrainProgress) => void;
 }
@@ -111,6 +116,7 @@ export async function trainTeacher(
       seed,
       weightDecay: opts.weightDecay ?? 0,
       augment: opts.augment ?? false,
+      inputNoise: opts.inputNoise ?? TEACHER_DEFAULTS.inputNoise,
       onProgress: opts.onProgress,
     });
     return { model, ...res };

@@ -128,6 +128,24 @@ Deno.test("trainTeacher learns a separable toy task; evaluate measures it", asyn
   }
 });
 
+Deno.test("trainTeacher's input noise is seeded and changes training; 0 turns it off", async () => {
+  const data = toyImages(40);
+  const weights = async (inputNoise: number) => {
+    const { model } = await trainTeacher(data, { epochs: 1, batchSize: 20, lr: 0.01, inputNoise });
+    try {
+      return await model.parameters()[0].value.read();
+    } finally {
+      model.dispose();
+    }
+  };
+  const noisy = await weights(0.3);
+  assert.deepEqual(await weights(0.3), noisy, "same seed and noise: same weights");
+  const clean = await weights(0);
+  assert.notDeepEqual(clean, noisy, "the noise must reach the training batches");
+  await assert.rejects(trainTeacher(data, { inputNoise: -0.1 }), RangeError);
+  await assert.rejects(trainTeacher(data, { inputNoise: NaN }), RangeError);
+});
+
 Deno.test("bad arguments raise RangeError naming the argument", async () => {
   const data = toyImages(10);
   const teacher = buildModel("lenet5", 1);

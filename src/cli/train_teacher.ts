@@ -63,6 +63,13 @@ export const FLAGS: Record<string, FlagSpec> = {
     help: "L2 weight decay added to the gradient.",
   },
   augment: { type: "boolean", default: false, help: "Random ±2-pixel shifts of training images." },
+  "input-noise": {
+    type: "number",
+    default: T.inputNoise,
+    min: 0,
+    help:
+      "Standard deviation of Gaussian noise added to each training pixel (0 = off); noise-trained teachers invert into transfer sets that distil better.",
+  },
   init: {
     type: "string",
     default: "uniform",
@@ -104,6 +111,7 @@ export async function main(args: string[]): Promise<number> {
     seed: f.seed as number,
     weightDecay: f["weight-decay"] as number,
     augment: f.augment as boolean,
+    inputNoise: f["input-noise"] as number,
     onProgress: (p) => {
       bar ??= progressBar("train", p.steps, "steps");
       bar.update(p.step, { loss: p.loss.toFixed(4), rate: `epoch ${p.epoch + 1}/${p.epochs}` });
@@ -127,6 +135,7 @@ export async function main(args: string[]): Promise<number> {
     schedule: f.schedule as string,
     weight_decay: f["weight-decay"] as number,
     augment: String(f.augment),
+    input_noise: f["input-noise"] as number,
     init: f.init as string,
     seed: f.seed as number,
     test_accuracy: acc.toFixed(4),
