@@ -1,0 +1,226 @@
+"""Variants of the PyTorch cross-check (`dfkd_torch.py`) used for the sweeps in
+`bench/results/sweeps.md` (not used by the tool or the tests).
+
+`teacher` trains a LeNet-5 teacher with optional Gaussian input noise (`--noise`), label smoothing
+(`--ls`) or FGSM adversarial training (`--adv`, ε in pixel units); `distill` runs the soft-target
+synthesis and distillation of `dfkd_torch.py distill` with optional class-balanced targets
+(`--balance`), a total-variation prior (`--tv`), jitter between synthesis steps (`--jitter`), a
+range of σ (`--sigma-max`), low-frequency initial noise (`--init lowfreq`), CutMix (`--cutmix`, a
+probability per batch), a weight average of the student (`--ema`, decay per step) and the test
+accuracy every `--eval-every` epochs (for plots only: a data-free user has no test set).
+
+    python3 bench/baselines/dfkd_torch_variants.py teacher --data DIR --out t.safetensors --noise 0.2
+    python3 bench/baselines/dfkd_torch_variants.py distill --teacher t.safetensors --data DIR \
+        [--seed 0 --eval-every 25 --cache DIR]
+
+Run on 2 threads. Needs torch and numpy (Debian: python3-torch).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+from dfkd_torch import accuracy, cosine, forward, lenet, load_safetensors, load_split, save_safetensors
+
+
+def augment(xb, flip, shift=2):
+    n = xb.shape[0]
+    p = F.pad(xb, (shift,) * 4)
+    dy, dx = torch.randint(0, 2 * shift + 1, (n,)), torch.randint(0, 2 * shift + 1, (n,))
+    out = torch.stack([p[i, :, dy[i]:dy[i] + 32, dx[i]:dx[i] + 32] for i in range(n)])
+    if flip:
+        f = torch.rand(n) < 0.5
+        out[f] = out[f].flip(3)
+    return out
+
+def synthesize(a, t):
+    """The transfer set (images, soft targets), seeded by --seed; cached under --cache if given."""
+    key = hashlib.md5(json.dumps([a.teacher, a.sigma, a.tau, a.samples, a.iterations, a.batch_size,
+                                  a.synth_lr, a.seed, a.balance, a.tv, a.jitter, a.layer] +
+                                 ([a.sigma_max, a.init] if a.sigma_max or a.init != 'uniform' else [])
+                                 ).encode()).hexdigest()[:10]
+    path = os.path.join(a.cache, f'{key}.pt') if a.cache else None
+    if path and os.path.exists(path):
+        return torch.load(path)
+    torch.manual_seed(a.seed)
+    t0 = time.time()
+    if a.layer == 'fc2':
+        w = t['fc2'].weight
+        head = lambda z: t['fc3'](F.relu(z))
+    else:
+        w = t['fc3'].weight
+        head = lambda z: z
+    wn = w / w.norm(dim=1, keepdim=True)
+    r = (wn @ wn.T).double()
+    chol = torch.linalg.cholesky(r + 1e-6 * torch.eye(len(r), dtype=torch.double)).float()
+    if a.balance:
+        per = a.samples // 10
+        zs = [[] for _ in range(10)]
+        while min(sum(len(q) for q in c) for c in zs) < per:
+            z = torch.randn(20000, len(r)) @ chol.T * a.sigma
+            with torch.no_grad():
+                c = head(z).argmax(1)
+            for k in range(10):
+                zs[k].append(z[c == k])
+        z = torch.cat([torch.cat(c)[:per] for c in zs])
+        z = z[torch.randperm(len(z))]
+    else:
+        z = torch.randn(a.samples, len(r)) @ chol.T * a.sigma
+        if a.sigma_max:
+            z = z / a.sigma * (a.sigma + (a.sigma_max - a.sigma) * torch.rand(a.samples, 1))
+    with torch.no_grad():
+        targets = F.softmax(head(z) / a.tau, 1)
+    if a.init == 'uniform':
+        x = torch.rand(a.samples, 1, 32, 32)
+    elif a.init == 'lowfreq':
+        x = F.interpolate(torch.rand(a.samples, 1, 8, 8), size=32, mode='bilinear', align_corners=False)
+    elif a.init == 'mixed':
+        x = torch.rand(a.samples, 1, 32, 32)
+        h = a.samples // 2
+        x[:h] = F.interpolate(torch.rand(h, 1, 8, 8), size=32, mode='bilinear', align_corners=False)
+    for b in range(0, a.samples, a.batch_size):
+        xb = x[b:b + a.batch_size].clone().requires_grad_(True)
+        opt = torch.optim.Adam([xb], a.synth_lr)
+        for _ in range(a.iterations):
+            inp = xb
+            if a.jitter:
+                dy, dx = [int(v) for v in torch.randint(-a.jitter, a.jitter + 1, (2,))]
+                inp = torch.roll(xb, (dy, dx), (2, 3))
+            loss = F.kl_div(F.log_softmax(forward(t, inp) / a.tau, 1), targets[b:b + a.batch_size],
+                            reduction='batchmean')
+            if a.tv:
+                tv = (xb[:, :, 1:] - xb[:, :, :-1]).abs().mean() + (xb[:, :, :, 1:] - xb[:, :, :, :-1]).abs().mean()
+                loss = loss + a.tv * tv
+            opt.zero_grad(); loss.backward(); opt.step()
+            with torch.no_grad():
+                xb.clamp_(0, 1)
+        x[b:b + a.batch_size] = xb.detach()
+    if path:
+        os.makedirs(a.cache, exist_ok=True)
+        torch.save((x, targets), path)
+    print(f'synthesis {time.time() - t0:.0f} s', flush=True)
+    return x, targets
+
+
+def train_teacher(a):
+    torch.manual_seed(a.seed)
+    x, y = load_split(a.data, 'train'); xt, yt = load_split(a.data, 'test')
+    t = lenet(6, 16)
+    opt = torch.optim.Adam(t.parameters(), a.lr)
+    for ep in range(a.epochs):
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x) - a.bs + 1, a.bs):
+            idx = perm[i:i + a.bs]; xb = x[idx]
+            if a.noise:
+                xb = xb + a.noise * torch.randn_like(xb)
+            if a.adv:
+                xa = xb.clone().requires_grad_(True)
+                g, = torch.autograd.grad(F.cross_entropy(forward(t, xa), y[idx]), xa)
+                xb = (xb + a.adv * g.sign()).clamp(0, 1).detach()
+            loss = F.cross_entropy(forward(t, xb), y[idx], label_smoothing=a.ls)
+            opt.zero_grad(); loss.backward(); opt.step()
+        print(ep, accuracy(t, xt, yt), flush=True)
+    acc = accuracy(t, xt, yt)
+    save_safetensors(a.out, {k: v for k, v in t.state_dict().items()}, dict(arch='lenet5', test_accuracy=f'{acc:.4f}'))
+    print('TEACHER', a, acc)
+
+
+def distill(a):
+    t = lenet(6, 16); t.load_state_dict(load_safetensors(a.teacher)); t.eval()
+    for p in t.parameters(): p.requires_grad_(False)
+    xt, yt = load_split(a.data, 'test')
+    x, targets = synthesize(a, t)
+    torch.manual_seed(a.seed if a.kd_seed < 0 else a.kd_seed)
+    t1 = time.time()
+    s = lenet(3, 8)
+    e = lenet(3, 8); e.load_state_dict(s.state_dict())
+    for p in e.parameters(): p.requires_grad_(False)
+    opt = torch.optim.Adam(s.parameters(), a.student_lr)
+    bs, k = a.bs, 0
+    n = len(x)
+    steps = a.epochs * (n // bs)
+    hist = []
+    for ep in range(a.epochs):
+        perm = torch.randperm(n)
+        for i in range(0, n - bs + 1, bs):
+            for g in opt.param_groups: g['lr'] = cosine(a.student_lr, k, steps)
+            k += 1
+            xb = augment(x[perm[i:i + bs]], a.flip, a.shift) if a.shift or a.flip else x[perm[i:i+bs]]
+            if a.mixup:
+                lam = torch.rand(bs, 1, 1, 1)
+                xb = lam * xb + (1 - lam) * xb[torch.randint(0, bs, (bs,))]
+            if a.cutmix and torch.rand(()) < a.cutmix:
+                j = torch.randperm(bs)
+                h = int(torch.randint(8, 25, ()))
+                y0, x0 = [int(v) for v in torch.randint(0, 32 - h + 1, (2,))]
+                xb = xb.clone(); xb[:, :, y0:y0 + h, x0:x0 + h] = xb[j, :, y0:y0 + h, x0:x0 + h]
+            with torch.no_grad():
+                soft = F.softmax(forward(t, xb) / a.kd_tau, 1)
+            loss = F.kl_div(F.log_softmax(forward(s, xb) / a.kd_tau, 1), soft, reduction='batchmean') * a.kd_tau ** 2
+            opt.zero_grad(); loss.backward(); opt.step()
+            if a.ema:
+                with torch.no_grad():
+                    for pe, ps in zip(e.parameters(), s.parameters()):
+                        pe.mul_(a.ema).add_(ps, alpha=1 - a.ema)
+        if a.eval_every and (ep + 1) % a.eval_every == 0:
+            hist.append((ep + 1, round(accuracy(s, xt, yt), 4), round(accuracy(e, xt, yt), 4) if a.ema else None))
+            print(hist[-1], flush=True)
+    acc = accuracy(s, xt, yt)
+    eacc = accuracy(e, xt, yt) if a.ema else None
+    print(f'RESULT {a.tag} {json.dumps(vars(a))} student {acc:.4f} ema {eacc} kd {time.time() - t1:.0f} s', flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest='cmd', required=True)
+    te = sub.add_parser('teacher')
+    te.add_argument('--data', required=True)
+    te.add_argument('--out', required=True)
+    te.add_argument('--epochs', type=int, default=15)
+    te.add_argument('--lr', type=float, default=1e-3)
+    te.add_argument('--bs', type=int, default=256)
+    te.add_argument('--noise', type=float, default=0)
+    te.add_argument('--ls', type=float, default=0)
+    te.add_argument('--adv', type=float, default=0)
+    te.add_argument('--seed', type=int, default=0)
+    di = sub.add_parser('distill')
+    di.add_argument('--teacher', required=True)
+    di.add_argument('--data', required=True)
+    di.add_argument('--layer', default='fc2')
+    di.add_argument('--sigma', type=float, default=6)
+    di.add_argument('--tau', type=float, default=20)
+    di.add_argument('--samples', type=int, default=8000)
+    di.add_argument('--iterations', type=int, default=50)
+    di.add_argument('--batch-size', type=int, default=250)
+    di.add_argument('--synth-lr', type=float, default=0.05)
+    di.add_argument('--sigma-max', type=float, default=0)
+    di.add_argument('--init', default='uniform')
+    di.add_argument('--balance', type=int, default=0)
+    di.add_argument('--tv', type=float, default=0)
+    di.add_argument('--jitter', type=int, default=0)
+    di.add_argument('--epochs', type=int, default=100)
+    di.add_argument('--student-lr', type=float, default=2e-3)
+    di.add_argument('--kd-tau', type=float, default=2)
+    di.add_argument('--flip', type=int, default=1)
+    di.add_argument('--shift', type=int, default=2)
+    di.add_argument('--mixup', type=int, default=1)
+    di.add_argument('--cutmix', type=float, default=0)
+    di.add_argument('--ema', type=float, default=0)
+    di.add_argument('--bs', type=int, default=128)
+    di.add_argument('--seed', type=int, default=0)
+    di.add_argument('--kd-seed', type=int, default=-1)
+    di.add_argument('--eval-every', type=int, default=0)
+    di.add_argument('--tag', default='')
+    di.add_argument('--cache', default='', help='folder to keep transfer sets in between runs')
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    (train_teacher if a.cmd == 'teacher' else distill)(a)
+
+
+if __name__ == '__main__':
+    main()
