@@ -69,8 +69,9 @@ export const LR_SCHEDULES: readonly LrSchedule[] = ["cosine", "constant"];
 
 /**
  * Defaults of teacher training (`deno task train-teacher`, `trainTeacher`): the recipe of the bundled
- * teachers. Teachers trained at a constant, moderate rate on large batches invert into transfer
- * sets that distil far better than sharper ones (`bench/results/sweeps.md`).
+ * teachers. Teachers trained at a constant, moderate rate on large batches, with Gaussian noise on
+ * the input pixels, invert into transfer sets that distil far better than sharper ones
+ * (`bench/results/sweeps.md`).
  */
 export const TEACHER_DEFAULTS: {
   readonly epochs: number;
