@@ -128,7 +128,7 @@ Deno.test("trainTeacher learns a separable toy task; evaluate measures it", asyn
   }
 });
 
-Deno.test("trainTeacher's input noise is seeded and changes training; 0 turns it off", async () => {
+Deno.test("trainTeacher's input noise is seeded, reaches the batches, and rejects bad values", async () => {
   const data = toyImages(40);
   const weights = async (inputNoise: number) => {
     const { model } = await trainTeacher(data, { epochs: 1, batchSize: 20, lr: 0.01, inputNoise });
