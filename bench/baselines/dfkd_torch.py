@@ -107,11 +107,11 @@ def train_teacher(a):
     print(f'teacher test accuracy {acc:.4f}, saved {a.out}')
 
 
-def augment(xb, flip):
-    """Random ±2-pixel shifts (zero fill) and, with `flip`, horizontal flips."""
+def augment(xb, flip, shift=2):
+    """Random ±`shift`-pixel shifts (zero fill) and, with `flip`, horizontal flips."""
     n = xb.shape[0]
-    padded = F.pad(xb, (2, 2, 2, 2))
-    dy, dx = torch.randint(0, 5, (n,)), torch.randint(0, 5, (n,))
+    padded = F.pad(xb, (shift,) * 4)
+    dy, dx = torch.randint(0, 2 * shift + 1, (n,)), torch.randint(0, 2 * shift + 1, (n,))
     out = torch.stack([padded[i, :, dy[i]:dy[i] + 32, dx[i]:dx[i] + 32] for i in range(n)])
     if flip:
         f = torch.rand(n) < 0.5

@@ -25,18 +25,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from dfkd_torch import accuracy, cosine, forward, lenet, load_safetensors, load_split, save_safetensors
+from dfkd_torch import (accuracy, augment, cosine, forward, lenet, load_safetensors, load_split,
+                        save_safetensors)
 
-
-def augment(xb, flip, shift=2):
-    n = xb.shape[0]
-    p = F.pad(xb, (shift,) * 4)
-    dy, dx = torch.randint(0, 2 * shift + 1, (n,)), torch.randint(0, 2 * shift + 1, (n,))
-    out = torch.stack([p[i, :, dy[i]:dy[i] + 32, dx[i]:dx[i] + 32] for i in range(n)])
-    if flip:
-        f = torch.rand(n) < 0.5
-        out[f] = out[f].flip(3)
-    return out
 
 def synthesize(a, t):
     """The transfer set (images, soft targets), seeded by --seed; cached under --cache if given."""
