@@ -80,6 +80,7 @@ export { DEFAULTS, type DfkdConfig, type Method, METHODS, paperPreset } from "./
 // The method's building blocks.
 export { buildFeatureModel, type FeatureModel, sampleFeatures } from "./src/dfkd/feature_model.ts";
 export { softTargets } from "./src/dfkd/soft_targets.ts";
+export type { AdversarialOptions } from "./src/dfkd/distill.ts";
 
 // GPU runtime and tensors.
 export { gpuContext, initGpu } from "./src/gpu/runtime.ts";

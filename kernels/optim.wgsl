@@ -8,6 +8,8 @@
 //   Then, if flag = 1, w = clamp(w, lo, hi).
 // sgd (heavy-ball momentum without dampening; velocity starts at zero):
 //   g' = g + wd·w;  u = mom·u + g';  w = w - lr·(g' + mom·u if nesterov (flag = 1) else u).
+// sign_step (one FGSM / projected-sign ascent step, Goodfellow et al. 2015):
+//   w = w + lr·sign(g), sign(0) = 0; then, if flag = 1, w = clamp(w, lo, hi).
 // scale_by_scalar: w = g · m[0] · c  (w is a new output tensor, g the input, m the [1] scalar;
 //   chains an upstream loss gradient held on the GPU without a readback).
 //
@@ -71,6 +73,16 @@ fn sgd(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: ve
   m[i] = ui;
   let step = select(ui, gi + p.beta1 * ui, p.flag == 1u);
   w[i] = wi - p.lr * step;
+}
+
+@compute @workgroup_size(256)
+fn sign_step(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = index(lid, wid, nwg);
+  if (i >= p.n) { return; }
+  var wn = w[i] + p.lr * sign(g[i]);
+  if (p.flag == 1u) { wn = clamp(wn, p.lo, p.hi); }
+  w[i] = wn;
 }
 
 @compute @workgroup_size(256)

@@ -15,7 +15,7 @@
  */
 
 import { DEFAULTS, type DfkdConfig, METHODS } from "./dfkd/config.ts";
-import { distill as distillLoop } from "./dfkd/distill.ts";
+import { type AdversarialOptions, distill as distillLoop } from "./dfkd/distill.ts";
 import { synthesizeTransferBatch, teacherFeatureModel } from "./dfkd/transfer_set.ts";
 import { initGpu } from "./gpu/runtime.ts";
 import type { Sequential } from "./nn/layers.ts";
@@ -299,6 +299,12 @@ export interface DistillOptions {
   flip?: boolean;
   /** Mixup (λ ~ U(0, 1)) of each batch before the teacher relabels it. Default true. */
   mixup?: boolean;
+  /**
+   * Adversarial exploration: signed-gradient ascent steps on the KD loss that move
+   * part of each batch toward where student and teacher disagree before the teacher relabels it.
+   * Default `DEFAULTS.kdAdvSteps`, `kdAdvStepSize`, `kdAdvFraction`.
+   */
+  adversarial?: Partial<AdversarialOptions>;
   /** Seed of the shuffling and augmentation; the student is initialised from `seed + 1`. Default 0. */
   seed?: number;
   /** Read the loss back every this many steps (each read is a GPU round trip). Default 10. */
@@ -373,6 +379,17 @@ export async function distill(
       shift: opts.shift ?? DEFAULTS.kdShift,
       flip: opts.flip ?? DEFAULTS.kdFlip,
       mixup: opts.mixup ?? DEFAULTS.kdMixup,
+      adversarial: {
+        steps: nonNegativeInt(opts.adversarial?.steps ?? DEFAULTS.kdAdvSteps, "adversarial.steps"),
+        stepSize: unitRange(
+          opts.adversarial?.stepSize ?? DEFAULTS.kdAdvStepSize,
+          "adversarial.stepSize",
+        ),
+        fraction: unitRange(
+          opts.adversarial?.fraction ?? DEFAULTS.kdAdvFraction,
+          "adversarial.fraction",
+        ),
+      },
       seed,
       logEvery,
     }, { onProgress: opts.onProgress });
@@ -434,6 +451,11 @@ function nonNegativeInt(v: number, name: string): number {
   if (!Number.isSafeInteger(v) || v < 0) {
     throw new RangeError(`${name} must be an integer >= 0, got ${v}`);
   }
+  return v;
+}
+
+function unitRange(v: number, name: string): number {
+  if (!(v >= 0 && v <= 1)) throw new RangeError(`${name} must be in [0, 1], got ${v}`);
   return v;
 }
 

@@ -5,6 +5,7 @@ import {
   scaleByScalar,
   type SgdOptions,
   sgdStep,
+  signStep,
 } from "../src/ops/optim.ts";
 import { Tensor } from "../src/tensor.ts";
 import { assertClose, gpuReady, randArray } from "./helpers.ts";
@@ -142,4 +143,34 @@ Deno.test("optimizers reject mismatched, aliased or invalid arguments", async ()
   assert.throws(() => sgdStep(a, b, c, { lr: NaN }), RangeError);
   assert.throws(() => scaleByScalar(a, b), RangeError);
   for (const t of [a, b, c, d, e, u]) t.dispose();
+});
+
+Deno.test("signStep matches float64 (sign of zero is zero; clamp optional)", async () => {
+  await gpuReady;
+  const n = 1037;
+  const x0 = randArray(n, 11);
+  const g = randArray(n, 12, -1, 1);
+  for (let i = 0; i < n; i += 7) g[i] = 0;
+  const cases: [number, number, number][] = [[0.05, 0, 1], [-0.3, -Infinity, Infinity], [
+    0.2,
+    0.1,
+    Infinity,
+  ]];
+  for (const [step, lo, hi] of cases) {
+    const [tx, tg] = [Tensor.from(x0), Tensor.from(g)];
+    signStep(tx, tg, step, lo, hi);
+    const expect = Float64Array.from(
+      x0,
+      (v, i) => Math.min(hi, Math.max(lo, v + step * Math.sign(g[i]))),
+    );
+    assertClose(await tx.read(), expect, { atol: 1e-7, rtol: 1e-6, label: `signStep ${step}` });
+    tx.dispose();
+    tg.dispose();
+  }
+  const [a, b, e] = [Tensor.zeros([4]), Tensor.zeros([4]), Tensor.zeros([5])];
+  assert.throws(() => signStep(a, e, 0.1), RangeError);
+  assert.throws(() => signStep(a, a, 0.1), RangeError);
+  assert.throws(() => signStep(a, b, NaN), RangeError);
+  assert.throws(() => signStep(a, b, 0.1, 1, 0), RangeError);
+  for (const t of [a, b, e]) t.dispose();
 });

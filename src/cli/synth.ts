@@ -62,7 +62,8 @@ export const FLAGS: Record<string, FlagSpec> = {
     defaultText: "none: start a new run",
     help: "Continue the interrupted run in this folder (its run.json gives the settings; " +
       "--synth-lr, --tau, --lambda-act, --act-norm, --iterations, --student-lr, --kd-tau, " +
-      "--kd-shift, --kd-flip, --kd-mixup, --student-epochs and --log-every may be changed for " +
+      "--kd-shift, --kd-flip, --kd-mixup, --kd-adv-*, --student-epochs and --log-every may be " +
+      "changed for " +
       "the work left).",
   },
   force: {
@@ -212,6 +213,28 @@ export const FLAGS: Record<string, FlagSpec> = {
     choices: onOff,
     help: "Mixup of distillation batches (λ ~ U(0, 1)), relabelled by the teacher.",
   },
+  "kd-adv-steps": {
+    type: "integer",
+    default: D.kdAdvSteps,
+    min: 0,
+    max: 100,
+    help: "Signed-gradient ascent steps that move part of each distillation batch toward where " +
+      "student and teacher disagree, before the teacher relabels it (0 = off).",
+  },
+  "kd-adv-step-size": {
+    type: "number",
+    default: D.kdAdvStepSize,
+    min: 0,
+    max: 1,
+    help: "Size of each of those steps, in pixel units ([0, 1] scale).",
+  },
+  "kd-adv-fraction": {
+    type: "number",
+    default: D.kdAdvFraction,
+    min: 0,
+    max: 1,
+    help: "Share of each distillation batch that takes those steps.",
+  },
   seed: {
     type: "integer",
     default: D.seed,
@@ -250,6 +273,9 @@ export const KEYS: Record<string, keyof DfkdConfig> = {
   "kd-shift": "kdShift",
   "kd-flip": "kdFlip",
   "kd-mixup": "kdMixup",
+  "kd-adv-steps": "kdAdvSteps",
+  "kd-adv-step-size": "kdAdvStepSize",
+  "kd-adv-fraction": "kdAdvFraction",
   seed: "seed",
   "log-every": "logEvery",
 };
@@ -269,6 +295,9 @@ const RESUME_TUNABLE: ReadonlySet<string> = new Set([
   "kd-shift",
   "kd-flip",
   "kd-mixup",
+  "kd-adv-steps",
+  "kd-adv-step-size",
+  "kd-adv-fraction",
   "student-epochs",
   "log-every",
 ]);

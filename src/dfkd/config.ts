@@ -57,6 +57,12 @@ export interface DfkdConfig {
   kdFlip: boolean;
   /** Mixup of distillation batches (λ ~ U(0, 1)), relabelled by the teacher. */
   kdMixup: boolean;
+  /** Signed-gradient ascent steps on part of each distillation batch (0 = off). */
+  kdAdvSteps: number;
+  /** Step size of those steps, in pixel units. */
+  kdAdvStepSize: number;
+  /** Share of each distillation batch that takes those steps, in [0, 1]. */
+  kdAdvFraction: number;
   /** Seed of every random draw. */
   seed: number;
   /** Read losses back every this many steps. */
@@ -86,6 +92,9 @@ export const DEFAULTS: DfkdConfig = {
   kdShift: true,
   kdFlip: true,
   kdMixup: true,
+  kdAdvSteps: 0,
+  kdAdvStepSize: 0.05,
+  kdAdvFraction: 0.5,
   seed: 0,
   logEvery: 10,
 };
@@ -114,5 +123,6 @@ export function paperPreset(dataset: string): Partial<DfkdConfig> {
     kdShift: false,
     kdFlip: false,
     kdMixup: false,
+    kdAdvSteps: 0,
   };
 }

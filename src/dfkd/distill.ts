@@ -4,7 +4,8 @@
  *
  * Each batch may be augmented (random ±2-pixel shifts, horizontal flips, mixup) and is then
  * relabelled by the teacher, so a fixed transfer set becomes a fresh stream of (image, teacher
- * output) pairs.
+ * output) pairs. Part of each batch may also be moved toward where the student and the teacher
+ * disagree (see {@link AdversarialOptions}) before it is relabelled.
  * A step is queued GPU work; the loss is read back every `logEvery` steps.
  *
  * @module
@@ -12,12 +13,31 @@
 
 import { kdLoss } from "../autograd/functions.ts";
 import { noGrad, Tape } from "../autograd/tape.ts";
+import { copyBuffer } from "../gpu/runtime.ts";
 import type { Sequential } from "../nn/layers.ts";
 import { Adam, cosineLr } from "../nn/optim.ts";
+import { signStep } from "../ops/optim.ts";
 import { gatherBatch } from "../nn/train.ts";
 import { Rng } from "../random.ts";
 import { Tensor, tidy } from "../tensor.ts";
 import { NumericalError } from "./synthesis.ts";
+
+/**
+ * Adversarial exploration of the input space during distillation (after Micaelli & Storkey,
+ * "Zero-shot Knowledge Transfer via Adversarial Belief Matching", NeurIPS 2019, and Fang et al.,
+ * "Data-Free Adversarial Distillation", 2019, here without a generator): the first
+ * `round(fraction · batchSize)` images of each augmented batch take `steps` signed-gradient
+ * ascent steps of size `stepSize` on the KD loss (the teacher's output held fixed, the gradient
+ * through the student only), clamped to [0, 1]; the teacher then relabels them with the rest.
+ */
+export interface AdversarialOptions {
+  /** Ascent steps per batch (0 = off). */
+  steps: number;
+  /** Step size in pixel units ([0, 1] scale). */
+  stepSize: number;
+  /** Share of each batch that is moved, in [0, 1]. */
+  fraction: number;
+}
 
 /** Settings of the distillation loop. */
 export interface DistillOptions {
@@ -33,6 +53,8 @@ export interface DistillOptions {
   flip: boolean;
   /** Mixup of each batch (see {@link mixBatch}) before the teacher relabels it. */
   mixup: boolean;
+  /** Adversarial exploration (off when absent or `steps` is 0). */
+  adversarial?: AdversarialOptions;
   seed: number;
   logEvery: number;
 }
@@ -96,6 +118,36 @@ export function mixBatch(
 }
 
 /**
+ * Moves `x: [n, ...]` in place by `opts.steps` signed-gradient ascent steps on
+ * `kdLoss(teacher(x), student(x), tau)` (gradient through the student only), clamped to [0, 1].
+ * Queues GPU work only; the student's parameters get no gradient.
+ */
+export function adversarialSteps(
+  teacher: Sequential,
+  student: Sequential,
+  x: Tensor,
+  tau: number,
+  opts: AdversarialOptions,
+): void {
+  const trainable = student.parameters().some((p) => p.value.requiresGrad);
+  student.setTrainable(false);
+  x.requiresGrad = true;
+  try {
+    for (let k = 0; k < opts.steps; k++) {
+      tidy(() => {
+        const t = noGrad(() => teacher.forward(x));
+        const tape = new Tape();
+        const loss = tape.run(() => kdLoss(t, student.forward(x), tau));
+        signStep(x, tape.backward(loss, [x]).get(x)!, opts.stepSize, 0, 1);
+      });
+    }
+  } finally {
+    x.requiresGrad = false;
+    student.setTrainable(trainable);
+  }
+}
+
+/**
  * Trains `student` to match `teacher` on `images: [count, ...inputShape]` in [0, 1].
  *
  * @throws {NumericalError} when the KD loss becomes NaN or infinite.
@@ -121,6 +173,8 @@ export async function distill(
     adam.t = resume.t;
     adam.state().forEach((t, i) => t.write(resume.moments[i]));
   }
+  const adv = opts.adversarial?.steps ? opts.adversarial : undefined;
+  const advN = adv ? Math.round(adv.fraction * bs) : 0;
   const batch = new Float32Array(bs * per);
   const mixScratch = opts.mixup ? new Float32Array(bs * per) : undefined;
   let finalLoss = NaN;
@@ -141,6 +195,11 @@ export async function distill(
         const report = (step + 1) % opts.logEvery === 0 || s === stepsPerEpoch - 1;
         const loss = tidy(() => {
           const x = Tensor.from(batch, [bs, ...student.inputShape]);
+          if (adv && advN > 0) {
+            const xa = Tensor.from(batch.subarray(0, advN * per), [advN, ...student.inputShape]);
+            adversarialSteps(teacher, student, xa, opts.tau, adv);
+            copyBuffer(xa.buffer, x.buffer, advN * per * 4);
+          }
           const t = noGrad(() => teacher.forward(x));
           const tape = new Tape();
           const loss = tape.run(() => kdLoss(t, student.forward(x), opts.tau));

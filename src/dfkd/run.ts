@@ -437,6 +437,11 @@ export async function runDfkd(
         shift: cfg.kdShift,
         flip: cfg.kdFlip,
         mixup: cfg.kdMixup,
+        adversarial: {
+          steps: cfg.kdAdvSteps,
+          stepSize: cfg.kdAdvStepSize,
+          fraction: cfg.kdAdvFraction,
+        },
         seed: cfg.seed,
         logEvery: cfg.logEvery,
       }, {

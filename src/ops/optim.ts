@@ -14,6 +14,7 @@ const k = (entryPoint: string): Kernel => ({ name: `optim.${entryPoint}`, code: 
 const ADAM = k("adam");
 const SGD = k("sgd");
 const SCALE = k("scale_by_scalar");
+const SIGN = k("sign_step");
 
 /** Options of {@link adamStep}. */
 export interface AdamOptions {
@@ -153,6 +154,44 @@ export function sgdStep(param: Tensor, grad: Tensor, velocity: Tensor, opts: Sgd
     SGD,
     [param.buffer, grad.buffer, velocity.buffer],
     { u32: [n, nesterov ? 1 : 0], f32: [lr, momentum, 0, 0, weightDecay] },
+    groups(n, 256),
+  );
+}
+
+/**
+ * One signed-gradient ascent step (FGSM, Goodfellow et al., ICLR 2015), in place:
+ * `x = clamp(x + step · sign(grad), lo, hi)` with `sign(0) = 0`. Used to move distillation images
+ * toward where student and teacher disagree.
+ *
+ * @param x any f32 tensor (e.g. images `[N, C, H, W]` in [0, 1]), updated in place.
+ * @param grad gradient of the loss to increase, same element count.
+ * @param step step size per element (pixel units); negative descends.
+ * @param lo lower bound of the result (default -Infinity).
+ * @param hi upper bound of the result (default Infinity).
+ * @throws {RangeError} when the tensors differ in element count, are not f32 or share a buffer,
+ * `step` is not finite, or `lo > hi`.
+ */
+export function signStep(
+  x: Tensor,
+  grad: Tensor,
+  step: number,
+  lo = -Infinity,
+  hi = Infinity,
+): void {
+  const op = "signStep";
+  const n = checkF32(op, { x, grad });
+  finite(op, "step", step);
+  if (Number.isNaN(lo) || Number.isNaN(hi) || lo > hi) {
+    throw new RangeError(`${op}: clamp range [${lo}, ${hi}] is empty or NaN`);
+  }
+  if (n === 0) return;
+  dispatch(
+    SIGN,
+    [x.buffer, grad.buffer],
+    {
+      u32: [n, Number.isFinite(lo) || Number.isFinite(hi) ? 1 : 0],
+      f32: [step, 0, 0, 0, 0, 0, Math.max(lo, -3.4e38), Math.min(hi, 3.4e38), 0, 0],
+    },
     groups(n, 256),
   );
 }
