@@ -10,6 +10,10 @@
 // kd      (one row per invocation; x = student logits s, t = teacher logits; scale = tau / N):
 //   part[n] = -sum_k pt_k log ps_k,  pt = softmax(t_n / tau), ps = softmax(s_n / tau);
 //   grad    = (sum_k pt_k · ps - pt) · tau / N   (the tau^2 factor times the 1/tau of softmax).
+// kd_kl   (as kd, plus grad_t; scale = tau / N): the KL form of the KD loss, differentiable in
+//   both logits: part[n] = sum_k pt_k (log pt_k - log ps_k);
+//   grad   = (sum_k pt_k · ps - pt) · tau / N                        (w.r.t. s, as kd);
+//   grad_t = pt ⊙ (d - sum_k pt_k d_k) · tau / N,  d = log pt - log ps  (w.r.t. t).
 // act_abs (CHUNK·256 elements per workgroup, strided by 256; x = activations a, scale = 1/N or
 //   1/numel): part[slot] = sum |a| over the invocation's elements, grad = -scale · sign(a).
 //
@@ -17,7 +21,7 @@
 // logits of +-1e4 at tau = 1 give large but finite logs, never log(0). log p uses
 // max(p, smallest normal) so a subnormal p (flushed to zero by some devices) cannot give -inf.
 //
-// Bindings (dispatch order): x, grad, part, t (t unused by act_abs).
+// Bindings (dispatch order): x, grad, part, t (t unused by act_abs), grad_t (kd_kl only).
 // Params: n (rows, or elements for act_abs), k (columns), m (partial slots, act_abs only),
 // tau, scale (gradient scale).
 
@@ -34,6 +38,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
 @group(0) @binding(4) var<storage, read> t: array<f32>;
+@group(0) @binding(5) var<storage, read_write> grad_t: array<f32>;
 
 const MIN_NORMAL: f32 = 1.17549435e-38;
 const CHUNK: u32 = 32u;
@@ -106,6 +111,43 @@ fn kd(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec
     let pt = exp((t[base + j] - mt) / p.tau) * inv_t;
     let ps = exp((x[base + j] - ms) / p.tau) * inv_s;
     grad[base + j] = (spt * ps - pt) * p.scale;
+  }
+}
+
+// tau^2 · KL(softmax(t_n / tau) || softmax(s_n / tau)) and its gradients w.r.t. s_n and t_n.
+@compute @workgroup_size(64)
+fn kd_kl(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+         @builtin(num_workgroups) nwg: vec3<u32>) {
+  let r = wg_index(wid, nwg) * 64u + lid;
+  if (r >= p.n) { return; }
+  let base = r * p.k;
+  var mt = t[base];
+  var ms = x[base];
+  for (var j = 1u; j < p.k; j++) {
+    mt = max(mt, t[base + j]);
+    ms = max(ms, x[base + j]);
+  }
+  var st = 0.0;
+  var ss = 0.0;
+  for (var j = 0u; j < p.k; j++) {
+    st += exp((t[base + j] - mt) / p.tau);
+    ss += exp((x[base + j] - ms) / p.tau);
+  }
+  let lse_t = log(st);
+  let lse_s = log(ss);
+  var kl = 0.0;
+  for (var j = 0u; j < p.k; j++) {
+    let lt = (t[base + j] - mt) / p.tau - lse_t;
+    let ls = (x[base + j] - ms) / p.tau - lse_s;
+    kl += exp(lt) * (lt - ls);
+  }
+  part[r] = kl;
+  for (var j = 0u; j < p.k; j++) {
+    let lt = (t[base + j] - mt) / p.tau - lse_t;
+    let ls = (x[base + j] - ms) / p.tau - lse_s;
+    let pt = exp(lt);
+    grad[base + j] = (exp(ls) - pt) * p.scale;
+    grad_t[base + j] = pt * (lt - ls - kl) * p.scale;
   }
 }
 

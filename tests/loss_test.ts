@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { activationLoss, crossEntropyLoss, kdLoss, klDivLoss } from "../src/ops/loss.ts";
+import {
+  activationLoss,
+  crossEntropyLoss,
+  kdDivergence,
+  kdLoss,
+  klDivLoss,
+} from "../src/ops/loss.ts";
 import { Tensor } from "../src/tensor.ts";
 import { assertClose, gpuReady, numGrad, randArray, rng } from "./helpers.ts";
 
@@ -44,6 +50,16 @@ function kdRef(t: ArrayLike<number>, s: ArrayLike<number>, n: number, k: number,
     const lt = logSoftmaxRow(t, r * k, k, tau);
     const ls = logSoftmaxRow(s, r * k, k, tau);
     for (let j = 0; j < k; j++) total -= Math.exp(lt[j]) * ls[j];
+  }
+  return (tau * tau * total) / n;
+}
+
+function kdKlRef(t: ArrayLike<number>, s: ArrayLike<number>, n: number, k: number, tau: number) {
+  let total = 0;
+  for (let r = 0; r < n; r++) {
+    const lt = logSoftmaxRow(t, r * k, k, tau);
+    const ls = logSoftmaxRow(s, r * k, k, tau);
+    for (let j = 0; j < k; j++) total += Math.exp(lt[j]) * (lt[j] - ls[j]);
   }
   return (tau * tau * total) / n;
 }
@@ -116,6 +132,17 @@ for (const [n, k] of shapes) {
       assertClose([kd], [kdR], { atol: 1e-5 * tau * tau, rtol: 1e-5, label: "kd loss" });
       const kdFd = numGrad((x) => kdRef(t, x, n, k, tau), z);
       assertClose(kdGrad, kdFd, { ...gradTol(kdFd), label: "kd grad vs fd" });
+
+      const dv = kdDivergence(tt, tz, tau);
+      const gt = await dv.gradTeacher.read();
+      dv.gradTeacher.dispose();
+      const [dvLoss, dvGrad] = await readResult(dv);
+      const dvR = kdKlRef(t, z, n, k, tau);
+      assertClose([dvLoss], [dvR], { atol: 1e-5 * tau * tau, rtol: 1e-5, label: "kd-kl loss" });
+      const dvFdS = numGrad((x) => kdKlRef(t, x, n, k, tau), z);
+      assertClose(dvGrad, dvFdS, { ...gradTol(dvFdS), label: "kd-kl grad s vs fd" });
+      const dvFdT = numGrad((x) => kdKlRef(x, z, n, k, tau), t);
+      assertClose(gt, dvFdT, { ...gradTol(dvFdT), label: "kd-kl grad t vs fd" });
       for (const x of [tp, tz, tt]) x.dispose();
     });
   }
@@ -165,7 +192,7 @@ Deno.test("losses over 10,000 rows (evaluation-sized reduction)", async () => {
   for (const x of [tp, tz, tl]) x.dispose();
 });
 
-Deno.test("KL and KD stay finite for logits of ±1e4, tau 1..100", async () => {
+Deno.test("KL, KD and KD-KL stay finite for logits of ±1e4, tau 1..100", async () => {
   await gpuReady;
   const [n, k] = [37, 13];
   const p = randDist(n, k, 9);
@@ -180,6 +207,15 @@ Deno.test("KL and KD stay finite for logits of ±1e4, tau 1..100", async () => {
     assert(Number.isFinite(kd) && kdG.every(Number.isFinite), `kd not finite at tau=${tau}`);
     assertClose([kl], [klRef(p, z, n, k, tau)], { ...LOSS_TOL, label: `kl tau=${tau}` });
     assertClose([kd], [kdRef(t, z, n, k, tau)], { ...LOSS_TOL, label: `kd tau=${tau}` });
+    const dv = kdDivergence(tt, tz, tau);
+    const dvT = await dv.gradTeacher.read();
+    dv.gradTeacher.dispose();
+    const [dvL, dvG] = await readResult(dv);
+    assert(
+      Number.isFinite(dvL) && dvG.every(Number.isFinite) && dvT.every(Number.isFinite),
+      `kd-kl not finite at tau=${tau}`,
+    );
+    assertClose([dvL], [kdKlRef(t, z, n, k, tau)], { ...LOSS_TOL, label: `kd-kl tau=${tau}` });
   }
   for (const x of [tp, tz, tt]) x.dispose();
 });
@@ -230,6 +266,8 @@ Deno.test("losses reject bad shapes, dtypes and temperatures", async () => {
   assert.throws(() => klDivLoss(a, a, 0), RangeError);
   assert.throws(() => kdLoss(a, b, 2), RangeError);
   assert.throws(() => kdLoss(a, a, NaN), RangeError);
+  assert.throws(() => kdDivergence(a, b, 2), RangeError);
+  assert.throws(() => kdDivergence(a, a, 0), RangeError);
   assert.throws(() => crossEntropyLoss(a, labBad), RangeError);
   assert.throws(() => crossEntropyLoss(a, labF), RangeError);
   assert.throws(() => crossEntropyLoss(empty, lab), RangeError);

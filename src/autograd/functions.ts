@@ -17,6 +17,7 @@ import {
   activationLoss as activationLossOp,
   type ActivationNorm,
   crossEntropyLoss as crossEntropyOp,
+  kdDivergence as kdDivergenceOp,
   kdLoss as kdLossOp,
   klDivLoss as klDivOp,
   type LossResult,
@@ -134,6 +135,26 @@ export function klDivLoss(p: Tensor, z: Tensor, tau: number): Tensor {
  */
 export function kdLoss(teacherLogits: Tensor, studentLogits: Tensor, tau: number): Tensor {
   return lossNode(kdLossOp(teacherLogits, studentLogits, tau), studentLogits);
+}
+
+/**
+ * KL form of the KD loss, `tau² · mean_n KL(softmax(t/τ) ‖ softmax(s/τ))`, differentiable in both
+ * the teacher logits t: [N, K] and the student logits s: [N, K] → [1] (gradients w.r.t. an input
+ * image then flow through both networks).
+ */
+export function kdDivergence(teacherLogits: Tensor, studentLogits: Tensor, tau: number): Tensor {
+  const r = kdDivergenceOp(teacherLogits, studentLogits, tau);
+  const tape = activeTape();
+  if (tape && (tape.needsGrad(teacherLogits) || tape.needsGrad(studentLogits))) {
+    tape.record(r.loss, [teacherLogits, studentLogits], (gy, needs) => [
+      needs[0] ? scaleByScalar(r.gradTeacher, gy) : null,
+      needs[1] ? scaleByScalar(r.grad, gy) : null,
+    ]);
+  } else {
+    r.grad.dispose();
+    r.gradTeacher.dispose();
+  }
+  return r.loss;
 }
 
 /** Cross-entropy with integer labels: z: [N, K], labels: u32 [N] → [1] batch mean. */

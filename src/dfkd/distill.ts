@@ -11,7 +11,7 @@
  * @module
  */
 
-import { kdLoss } from "../autograd/functions.ts";
+import { kdDivergence, kdLoss } from "../autograd/functions.ts";
 import { noGrad, Tape } from "../autograd/tape.ts";
 import { copyBuffer } from "../gpu/runtime.ts";
 import type { Sequential } from "../nn/layers.ts";
@@ -27,8 +27,9 @@ import { NumericalError } from "./synthesis.ts";
  * "Zero-shot Knowledge Transfer via Adversarial Belief Matching", NeurIPS 2019, and Fang et al.,
  * "Data-Free Adversarial Distillation", 2019, here without a generator): the first
  * `round(fraction · batchSize)` images of each augmented batch take `steps` signed-gradient
- * ascent steps of size `stepSize` on the KD loss (the teacher's output held fixed, the gradient
- * through the student only), clamped to [0, 1]; the teacher then relabels them with the rest.
+ * ascent steps of size `stepSize` on `KL(softmax(teacher(x)/τ) ‖ softmax(student(x)/τ))` (the
+ * gradient flows through both networks), clamped to [0, 1]; the teacher then relabels them with
+ * the rest.
  */
 export interface AdversarialOptions {
   /** Ascent steps per batch (0 = off). */
@@ -119,8 +120,8 @@ export function mixBatch(
 
 /**
  * Moves `x: [n, ...]` in place by `opts.steps` signed-gradient ascent steps on
- * `kdLoss(teacher(x), student(x), tau)` (gradient through the student only), clamped to [0, 1].
- * Queues GPU work only; the student's parameters get no gradient.
+ * `kdDivergence(teacher(x), student(x), tau)` (gradient through both networks), clamped to
+ * [0, 1]. Queues GPU work only; neither network's parameters get a gradient.
  */
 export function adversarialSteps(
   teacher: Sequential,
@@ -135,9 +136,8 @@ export function adversarialSteps(
   try {
     for (let k = 0; k < opts.steps; k++) {
       tidy(() => {
-        const t = noGrad(() => teacher.forward(x));
         const tape = new Tape();
-        const loss = tape.run(() => kdLoss(t, student.forward(x), tau));
+        const loss = tape.run(() => kdDivergence(teacher.forward(x), student.forward(x), tau));
         signStep(x, tape.backward(loss, [x]).get(x)!, opts.stepSize, 0, 1);
       });
     }

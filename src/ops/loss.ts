@@ -17,6 +17,7 @@ import { Tensor } from "../tensor.ts";
 
 const KL_DIV: Kernel = { name: "loss.kl_div", code: lossSrc, entryPoint: "kl_div" };
 const KD: Kernel = { name: "loss.kd", code: lossSrc, entryPoint: "kd" };
+const KD_KL: Kernel = { name: "loss.kd_kl", code: lossSrc, entryPoint: "kd_kl" };
 const ACT_ABS: Kernel = { name: "loss.act_abs", code: lossSrc, entryPoint: "act_abs" };
 const CROSS_ENTROPY: Kernel = {
   name: "loss_ce.cross_entropy",
@@ -134,6 +135,47 @@ export function kdLoss(teacherLogits: Tensor, studentLogits: Tensor, tau: number
     studentLogits,
   );
   return rowLoss(KD, studentLogits, teacherLogits, n, k, tau, tau / n, (tau * tau) / n);
+}
+
+/**
+ * The KL form of the knowledge-distillation loss, differentiable in both logits:
+ * `tau² · mean_n KL(softmax(t_n / tau) ‖ softmax(s_n / tau))` (Hinton et al. 2015, without the
+ * teacher's entropy, so its minimum is 0). Gradients, with `pt = softmax(t_n/tau)`,
+ * `ps = softmax(s_n/tau)`, `d = log pt − log ps`:
+ * w.r.t. `s`: `tau · (ps − pt) / N`; w.r.t. `t`: `tau · pt ⊙ (d − Σ_k pt_k d_k) / N`.
+ * Used to move inputs toward where student and teacher disagree.
+ *
+ * @param teacherLogits `[N, K]`.
+ * @param studentLogits `[N, K]`.
+ * @param tau temperature (> 0).
+ * @returns loss `[1]`, `grad` = dloss/dstudentLogits and `gradTeacher` = dloss/dteacherLogits,
+ * both `[N, K]`.
+ * @throws {RangeError} when either input is not a non-empty f32 `[N, K]` matrix, their shapes
+ * differ, or `tau` is not positive and finite.
+ */
+export function kdDivergence(
+  teacherLogits: Tensor,
+  studentLogits: Tensor,
+  tau: number,
+): LossResult & { gradTeacher: Tensor } {
+  checkTau("kdDivergence", tau);
+  const [n, k] = checkPair(
+    "kdDivergence",
+    "teacherLogits",
+    teacherLogits,
+    "studentLogits",
+    studentLogits,
+  );
+  const grad = Tensor.empty(studentLogits.shape);
+  const gradTeacher = Tensor.empty(teacherLogits.shape);
+  const part = Tensor.empty([n]);
+  dispatch(
+    KD_KL,
+    [studentLogits.buffer, grad.buffer, part.buffer, teacherLogits.buffer, gradTeacher.buffer],
+    { u32: [n, k, 0], f32: [tau, tau / n] },
+    groups(n, ROWS),
+  );
+  return { loss: reduceInto(part, n, (tau * tau) / n), grad, gradTeacher };
 }
 
 /**
