@@ -120,7 +120,10 @@ const synthFiles = async (dir: string) =>
 
 const tmp = await Deno.makeTempDir({ prefix: "dfkd-cli-run-" });
 const teacher = join(tmp, "teacher.safetensors");
-/** 8 synthesis batches of 4 and 6 distillation epochs of 8 steps: slow enough to interrupt. */
+/**
+ * 8 synthesis batches of 4 and 6 distillation epochs of 8 steps: slow enough to interrupt. The
+ * adversarial steps are on so that resuming is checked with them too.
+ */
 const RUN = [
   "--teacher",
   teacher,
@@ -136,6 +139,8 @@ const RUN = [
   "4",
   "--log-every",
   "4",
+  "--kd-adv-steps",
+  "1",
   "--seed",
   "5",
 ];

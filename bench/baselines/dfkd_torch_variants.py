@@ -6,8 +6,12 @@
 synthesis and distillation of `dfkd_torch.py distill` with optional class-balanced targets
 (`--balance`), a total-variation prior (`--tv`), jitter between synthesis steps (`--jitter`), a
 range of σ (`--sigma-max`), low-frequency initial noise (`--init lowfreq`), CutMix (`--cutmix`, a
-probability per batch), a weight average of the student (`--ema`, decay per step) and the test
-accuracy every `--eval-every` epochs (for plots only: a data-free user has no test set).
+probability per batch), a weight average of the student (`--ema`, decay per step), adversarial
+exploration in distillation (`--adv-steps` signed-gradient ascent steps of `--adv-alpha` on the
+KL between teacher and student, on the first `--adv-frac` of each augmented batch, through both
+networks or with `--adv-student-only 1` through the student alone; `deno task synth
+--kd-adv-steps`) and the test accuracy every `--eval-every` epochs (for plots only: a data-free
+user has no test set).
 
     python3 bench/baselines/dfkd_torch_variants.py teacher --data DIR --out t.safetensors --noise 0.2
     python3 bench/baselines/dfkd_torch_variants.py distill --teacher t.safetensors --data DIR \
@@ -121,6 +125,21 @@ def train_teacher(a):
     print('TEACHER', a, acc)
 
 
+def explore(a, t, s, xb):
+    """Moves the first adv_frac of the batch up the teacher-student KL by signed-gradient steps."""
+    m = int(len(xb) * a.adv_frac)
+    xa = xb[:m].clone()
+    for _ in range(a.adv_steps):
+        xa.requires_grad_(True)
+        pt = F.softmax(forward(t, xa) / a.kd_tau, 1)
+        if a.adv_student_only:
+            pt = pt.detach()
+        d = F.kl_div(F.log_softmax(forward(s, xa) / a.kd_tau, 1), pt, reduction='batchmean')
+        g, = torch.autograd.grad(d, xa)
+        xa = (xa + a.adv_alpha * g.sign()).clamp(0, 1).detach()
+    return torch.cat([xa, xb[m:]])
+
+
 def distill(a):
     t = lenet(6, 16); t.load_state_dict(load_safetensors(a.teacher)); t.eval()
     for p in t.parameters(): p.requires_grad_(False)
@@ -150,6 +169,8 @@ def distill(a):
                 h = int(torch.randint(8, 25, ()))
                 y0, x0 = [int(v) for v in torch.randint(0, 32 - h + 1, (2,))]
                 xb = xb.clone(); xb[:, :, y0:y0 + h, x0:x0 + h] = xb[j, :, y0:y0 + h, x0:x0 + h]
+            if a.adv_steps:
+                xb = explore(a, t, s, xb)
             with torch.no_grad():
                 soft = F.softmax(forward(t, xb) / a.kd_tau, 1)
             loss = F.kl_div(F.log_softmax(forward(s, xb) / a.kd_tau, 1), soft, reduction='batchmean') * a.kd_tau ** 2
@@ -202,6 +223,10 @@ def main():
     di.add_argument('--mixup', type=int, default=1)
     di.add_argument('--cutmix', type=float, default=0)
     di.add_argument('--ema', type=float, default=0)
+    di.add_argument('--adv-steps', type=int, default=0)
+    di.add_argument('--adv-alpha', type=float, default=0.05)
+    di.add_argument('--adv-frac', type=float, default=0.5)
+    di.add_argument('--adv-student-only', type=int, default=0)
     di.add_argument('--bs', type=int, default=128)
     di.add_argument('--seed', type=int, default=0)
     di.add_argument('--kd-seed', type=int, default=-1)
