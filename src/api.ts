@@ -285,7 +285,7 @@ export interface DistillProgress {
 export interface DistillOptions {
   /** Student architecture. Default `"lenet5-half"` (35,820 parameters). */
   student?: Architecture;
-  /** Passes over the transfer set, an integer ≥ 1. Default 100. */
+  /** Passes over the transfer set, an integer ≥ 1. Default 120 (`DEFAULTS.studentEpochs`). */
   epochs?: number;
   /** Images per Adam step, an integer ≥ 1 (clamped to the set size). Default 128. */
   batchSize?: number;
@@ -359,6 +359,12 @@ export async function distill(
   const lr = positive(opts.lr ?? DEFAULTS.studentLr, "lr");
   const tau = positive(opts.tau ?? DEFAULTS.kdTau, "tau");
   const logEvery = positiveInt(opts.logEvery ?? DEFAULTS.logEvery, "logEvery");
+  const adv = opts.adversarial ?? {};
+  const adversarial: AdversarialOptions = {
+    steps: nonNegativeInt(adv.steps ?? DEFAULTS.kdAdvSteps, "adversarial.steps"),
+    stepSize: unitRange(adv.stepSize ?? DEFAULTS.kdAdvStepSize, "adversarial.stepSize"),
+    fraction: unitRange(adv.fraction ?? DEFAULTS.kdAdvFraction, "adversarial.fraction"),
+  };
   const n = positiveInt(transfer.count, "transfer.count");
   const per = teacher.inputShape.reduce((a, b) => a * b, 1);
   if (transfer.images.length !== n * per) {
@@ -379,17 +385,7 @@ export async function distill(
       shift: opts.shift ?? DEFAULTS.kdShift,
       flip: opts.flip ?? DEFAULTS.kdFlip,
       mixup: opts.mixup ?? DEFAULTS.kdMixup,
-      adversarial: {
-        steps: nonNegativeInt(opts.adversarial?.steps ?? DEFAULTS.kdAdvSteps, "adversarial.steps"),
-        stepSize: unitRange(
-          opts.adversarial?.stepSize ?? DEFAULTS.kdAdvStepSize,
-          "adversarial.stepSize",
-        ),
-        fraction: unitRange(
-          opts.adversarial?.fraction ?? DEFAULTS.kdAdvFraction,
-          "adversarial.fraction",
-        ),
-      },
+      adversarial,
       seed,
       logEvery,
     }, { onProgress: opts.onProgress });

@@ -165,6 +165,10 @@ Deno.test("bad arguments raise RangeError naming the argument", async () => {
     await assert.rejects(synthesizeTransferSet(teacher, { layer: "fc9", samples: 2 }), RangeError);
     const set = { images: new Float32Array(5), softTargets: new Float32Array(10), count: 1 };
     await assert.rejects(distill(teacher, { ...set, seconds: 0 }), RangeError);
+    const one = { ...set, images: new Float32Array(1024), seconds: 0 };
+    for (const adversarial of [{ steps: -1 }, { steps: 1.5 }, { stepSize: 2 }, { fraction: NaN }]) {
+      await assert.rejects(distill(teacher, one, { adversarial }), /adversarial\./);
+    }
   } finally {
     teacher.dispose();
   }
