@@ -122,7 +122,7 @@ Deno.test("the synthesis step in a 1,000-iteration loop of our own: live bytes f
   }
 });
 
-Deno.test("distill: live bytes flat over 20 epochs and given back after", async () => {
+Deno.test("distill (adversarial steps on): live bytes flat over 20 epochs and given back after", async () => {
   await gpuReady;
   const teacher = buildModel("lenet5", 3);
   const student = buildModel("lenet5-half", 4);
@@ -139,6 +139,7 @@ Deno.test("distill: live bytes flat over 20 epochs and given back after", async 
       shift: true,
       flip: true,
       mixup: true,
+      adversarial: { steps: 2, stepSize: 0.05, fraction: 0.5 },
       seed: 0,
       logEvery: 2,
     }, {
