@@ -12,7 +12,7 @@
 //   grad    = (sum_k pt_k · ps - pt) · tau / N   (the tau^2 factor times the 1/tau of softmax).
 // kd_kl   (as kd, plus grad_t; scale = tau / N): the KL form of the KD loss, differentiable in
 //   both logits: part[n] = sum_k pt_k (log pt_k - log ps_k);
-//   grad   = (sum_k pt_k · ps - pt) · tau / N                        (w.r.t. s, as kd);
+//   grad   = (ps - pt) · tau / N    (w.r.t. s; kd's gradient, pt a softmax so sum_k pt_k = 1);
 //   grad_t = pt ⊙ (d - sum_k pt_k d_k) · tau / N,  d = log pt - log ps  (w.r.t. t).
 // act_abs (CHUNK·256 elements per workgroup, strided by 256; x = activations a, scale = 1/N or
 //   1/numel): part[slot] = sum |a| over the invocation's elements, grad = -scale · sign(a).

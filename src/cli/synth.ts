@@ -226,14 +226,16 @@ export const FLAGS: Record<string, FlagSpec> = {
     default: D.kdAdvStepSize,
     min: 0,
     max: 1,
-    help: "Size of each of those steps, in pixel units ([0, 1] scale).",
+    help: "Size of each of those steps, in pixel units ([0, 1] scale), in [0, 1]; used only " +
+      "with --kd-adv-steps above 0.",
   },
   "kd-adv-fraction": {
     type: "number",
     default: D.kdAdvFraction,
     min: 0,
     max: 1,
-    help: "Share of each distillation batch that takes those steps.",
+    help: "Share of each distillation batch that takes those steps, in [0, 1]; used only " +
+      "with --kd-adv-steps above 0.",
   },
   seed: {
     type: "integer",
@@ -588,6 +590,14 @@ export async function main(args: string[]): Promise<number> {
     ["teacher", `${teacher.arch}, ${teacher.parameterCount()} parameters`],
     ["student", `${cfg.student}, ${m.student_parameters} parameters`],
     ["transfer set", `${m.transfer_set_size} images × ${m.synthesis_iterations} iterations`],
+    ...(cfg.kdAdvSteps > 0
+      ? [[
+        "KD exploration",
+        `${cfg.kdAdvSteps} step(s) of ${cfg.kdAdvStepSize} on ${
+          Math.round(cfg.kdAdvFraction * 100)
+        }% of each batch`,
+      ] as [string, string]]
+      : []),
     [
       "synthesis",
       `${m.synthesis_seconds.toFixed(1)} s (${

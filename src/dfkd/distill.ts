@@ -130,7 +130,8 @@ export function adversarialSteps(
   tau: number,
   opts: AdversarialOptions,
 ): void {
-  const trainable = student.parameters().some((p) => p.value.requiresGrad);
+  const params = student.parameters().map((p) => p.value);
+  const trainable = params.map((p) => p.requiresGrad);
   student.setTrainable(false);
   x.requiresGrad = true;
   try {
@@ -143,7 +144,7 @@ export function adversarialSteps(
     }
   } finally {
     x.requiresGrad = false;
-    student.setTrainable(trainable);
+    params.forEach((p, i) => p.requiresGrad = trainable[i]);
   }
 }
 
