@@ -96,6 +96,7 @@ export {
   avgPool2d,
   conv2d,
   crossEntropyLoss,
+  kdDivergence,
   kdLoss,
   klDivLoss,
   linear,

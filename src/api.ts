@@ -300,9 +300,11 @@ export interface DistillOptions {
   /** Mixup (λ ~ U(0, 1)) of each batch before the teacher relabels it. Default true. */
   mixup?: boolean;
   /**
-   * Adversarial exploration: signed-gradient ascent steps on the KD loss that move
-   * part of each batch toward where student and teacher disagree before the teacher relabels it.
-   * Default `DEFAULTS.kdAdvSteps`, `kdAdvStepSize`, `kdAdvFraction`.
+   * Adversarial exploration: signed-gradient ascent steps on `τ²·KL(teacher ‖ student)` (the
+   * gradient through both networks) that move part of each batch toward where student and teacher
+   * disagree before the teacher relabels it. Default `DEFAULTS.kdAdvSteps` (0, off),
+   * `kdAdvStepSize` (0.05) and `kdAdvFraction` (0.5); a step size or fraction outside [0, 1] or a
+   * negative or fractional step count throws a `RangeError`.
    */
   adversarial?: Partial<AdversarialOptions>;
   /** Seed of the shuffling and augmentation; the student is initialised from `seed + 1`. Default 0. */

@@ -85,6 +85,7 @@ Deno.test("mod.ts exports the public surface and no internals", () => {
       "add",
       "klDivLoss",
       "kdLoss",
+      "kdDivergence",
       "crossEntropyLoss",
       "activationLoss",
       "Adam",

@@ -63,8 +63,7 @@ export const FLAGS: Record<string, FlagSpec> = {
     help: "Continue the interrupted run in this folder (its run.json gives the settings; " +
       "--synth-lr, --tau, --lambda-act, --act-norm, --iterations, --student-lr, --kd-tau, " +
       "--kd-shift, --kd-flip, --kd-mixup, --kd-adv-*, --student-epochs and --log-every may be " +
-      "changed for " +
-      "the work left).",
+      "changed for the work left).",
   },
   force: {
     type: "boolean",
