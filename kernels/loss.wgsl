@@ -47,6 +47,24 @@ fn wg_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return wid.x + wid.y * nwg.x;
 }
 
+// (max_j v_j, sum_j exp((v_j - max) / tau)) of the row at `base` of x, and of t: the stable
+// softmax's shift and normaliser.
+fn row_max_sum_x(base: u32) -> vec2<f32> {
+  var m = x[base];
+  for (var j = 1u; j < p.k; j++) { m = max(m, x[base + j]); }
+  var s = 0.0;
+  for (var j = 0u; j < p.k; j++) { s += exp((x[base + j] - m) / p.tau); }
+  return vec2<f32>(m, s);
+}
+
+fn row_max_sum_t(base: u32) -> vec2<f32> {
+  var m = t[base];
+  for (var j = 1u; j < p.k; j++) { m = max(m, t[base + j]); }
+  var s = 0.0;
+  for (var j = 0u; j < p.k; j++) { s += exp((t[base + j] - m) / p.tau); }
+  return vec2<f32>(m, s);
+}
+
 // KL(p_n || softmax(z_n / tau)) and its gradient w.r.t. z_n.
 @compute @workgroup_size(64)
 fn kl_div(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -54,10 +72,9 @@ fn kl_div(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
   let r = wg_index(wid, nwg) * 64u + lid;
   if (r >= p.n) { return; }
   let base = r * p.k;
-  var mz = x[base];
-  for (var j = 1u; j < p.k; j++) { mz = max(mz, x[base + j]); }
-  var s = 0.0;
-  for (var j = 0u; j < p.k; j++) { s += exp((x[base + j] - mz) / p.tau); }
+  let zs = row_max_sum_x(base);
+  let mz = zs.x;
+  let s = zs.y;
   let lse = log(s);
   let inv = 1.0 / s;
   var sp = 0.0;
@@ -84,18 +101,12 @@ fn kd(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec
   let r = wg_index(wid, nwg) * 64u + lid;
   if (r >= p.n) { return; }
   let base = r * p.k;
-  var mt = t[base];
-  var ms = x[base];
-  for (var j = 1u; j < p.k; j++) {
-    mt = max(mt, t[base + j]);
-    ms = max(ms, x[base + j]);
-  }
-  var st = 0.0;
-  var ss = 0.0;
-  for (var j = 0u; j < p.k; j++) {
-    st += exp((t[base + j] - mt) / p.tau);
-    ss += exp((x[base + j] - ms) / p.tau);
-  }
+  let ts = row_max_sum_t(base);
+  let xs = row_max_sum_x(base);
+  let mt = ts.x;
+  let st = ts.y;
+  let ms = xs.x;
+  let ss = xs.y;
   let inv_t = 1.0 / st;
   let inv_s = 1.0 / ss;
   let lse_s = log(ss);
@@ -121,18 +132,12 @@ fn kd_kl(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
   let r = wg_index(wid, nwg) * 64u + lid;
   if (r >= p.n) { return; }
   let base = r * p.k;
-  var mt = t[base];
-  var ms = x[base];
-  for (var j = 1u; j < p.k; j++) {
-    mt = max(mt, t[base + j]);
-    ms = max(ms, x[base + j]);
-  }
-  var st = 0.0;
-  var ss = 0.0;
-  for (var j = 0u; j < p.k; j++) {
-    st += exp((t[base + j] - mt) / p.tau);
-    ss += exp((x[base + j] - ms) / p.tau);
-  }
+  let ts = row_max_sum_t(base);
+  let xs = row_max_sum_x(base);
+  let mt = ts.x;
+  let st = ts.y;
+  let ms = xs.x;
+  let ss = xs.y;
   let lse_t = log(st);
   let lse_s = log(ss);
   var kl = 0.0;
