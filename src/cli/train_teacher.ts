@@ -15,6 +15,7 @@ import {
   LR_SCHEDULES,
   type LrSchedule,
   TEACHER_DEFAULTS as T,
+  TEACHER_INPUT_NOISE,
   trainClassifier,
 } from "../nn/train.ts";
 import { type FlagSpec, helpText, parseFlags, UsageError } from "./flags.ts";
@@ -65,7 +66,9 @@ export const FLAGS: Record<string, FlagSpec> = {
   augment: { type: "boolean", default: false, help: "Random ±2-pixel shifts of training images." },
   "input-noise": {
     type: "number",
-    default: T.inputNoise,
+    defaultText: `${
+      TEACHER_INPUT_NOISE["fashion-mnist"]
+    } for fashion-mnist, ${TEACHER_INPUT_NOISE.mnist} for mnist`,
     min: 0,
     help:
       "Standard deviation of Gaussian noise added to each training pixel (0 = off); noise-trained teachers invert into transfer sets that distil better.",
@@ -95,6 +98,7 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   const dataset = f.dataset as "fashion-mnist" | "mnist";
+  const inputNoise = (f["input-noise"] as number | undefined) ?? TEACHER_INPUT_NOISE[dataset];
   const dir = findDataDir(dataset, f.data as string | undefined);
   if (!dir) throw dataNotFound(dataset, f.data as string | undefined);
   const ctx = await initGpuForCli();
@@ -111,7 +115,7 @@ export async function main(args: string[]): Promise<number> {
     seed: f.seed as number,
     weightDecay: f["weight-decay"] as number,
     augment: f.augment as boolean,
-    inputNoise: f["input-noise"] as number,
+    inputNoise,
     onProgress: (p) => {
       bar ??= progressBar("train", p.steps, "steps");
       bar.update(p.step, { loss: p.loss.toFixed(4), rate: `epoch ${p.epoch + 1}/${p.epochs}` });
@@ -135,7 +139,7 @@ export async function main(args: string[]): Promise<number> {
     schedule: f.schedule as string,
     weight_decay: f["weight-decay"] as number,
     augment: String(f.augment),
-    input_noise: f["input-noise"] as number,
+    input_noise: inputNoise,
     init: f.init as string,
     seed: f.seed as number,
     test_accuracy: acc.toFixed(4),
