@@ -71,7 +71,8 @@ export const LR_SCHEDULES: readonly LrSchedule[] = ["cosine", "constant"];
  * Defaults of teacher training (`deno task train-teacher`, `trainTeacher`): the recipe of the bundled
  * teachers. Teachers trained at a constant, moderate rate on large batches, with Gaussian noise on
  * the input pixels, invert into transfer sets that distil far better than sharper ones
- * (`bench/results/sweeps.md`).
+ * (`bench/results/sweeps.md`). `inputNoise` is `trainTeacher`'s default and the MNIST recipe's;
+ * `deno task train-teacher` takes it per dataset from {@link TEACHER_INPUT_NOISE}.
  */
 export const TEACHER_DEFAULTS: {
   readonly epochs: number;
