@@ -10,7 +10,11 @@ import { fileURLToPath } from "node:url";
 import { DEFAULTS } from "../src/dfkd/config.ts";
 import { saveModel } from "../src/nn/checkpoint.ts";
 import { buildModel } from "../src/nn/models.ts";
-import { loadSafetensors, saveSafetensors } from "../src/nn/safetensors.ts";
+import {
+  loadSafetensors,
+  type SafetensorsContents,
+  saveSafetensors,
+} from "../src/nn/safetensors.ts";
 import { exists } from "../src/io/atomic.ts";
 import { gpuReady } from "./helpers.ts";
 
@@ -307,6 +311,36 @@ Deno.test("eval and train-teacher: missing inputs and no adapter are one-line er
   assertUserError(b, `--data ${empty}`, "t10k-images-idx3-ubyte");
   assertUserError(c, `--data ${empty}`);
   assertUserError(d, "No WebGPU adapter");
+});
+
+Deno.test("train-teacher: --input-noise defaults per dataset (0.35 fashion-mnist, 0.2 mnist)", async () => {
+  await gpuReady;
+  const data = await dataFolder(join(tmp, "tiny-train"), {}, 20);
+  const train = async (name: string, args: string[]) => {
+    const out = join(tmp, `${name}.safetensors`);
+    const r = await cli("train_teacher", [
+      ...["--data", data, "--epochs", "1", "--batch-size", "10", "--out", out],
+      ...args,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    return await loadSafetensors(out);
+  };
+  const [fDefault, f035, f02, mDefault, m02, f0] = await Promise.all([
+    train("f-default", []),
+    train("f-035", ["--input-noise", "0.35"]),
+    train("f-02", ["--input-noise", "0.2"]),
+    train("m-default", ["--dataset", "mnist"]),
+    train("m-02", ["--dataset", "mnist", "--input-noise", "0.2"]),
+    train("f-0", ["--input-noise", "0"]),
+  ]);
+  const weights = (c: SafetensorsContents) => Array.from(c.tensors["fc1.weight"].data);
+  assert.equal(fDefault.metadata.input_noise, "0.35");
+  assert.equal(mDefault.metadata.input_noise, "0.2");
+  assert.equal(f0.metadata.input_noise, "0");
+  assert.deepEqual(weights(fDefault), weights(f035), "fashion-mnist default = --input-noise 0.35");
+  assert.deepEqual(weights(mDefault), weights(m02), "mnist default = --input-noise 0.2");
+  assert.notDeepEqual(weights(f035), weights(f02), "the noise level changes the weights");
+  assert.notDeepEqual(weights(f035), weights(f0), "--input-noise 0 turns the noise off");
 });
 
 Deno.test("cleanup", async () => {
