@@ -84,8 +84,9 @@ export const TEACHER_DEFAULTS: {
 
 /**
  * Teacher input noise (standard deviation, pixel units) whose teachers distilled best, per dataset:
- * `deno task train-teacher`'s default. Fashion-MNIST 0.35 (of 0, 0.2, 0.35 and 0.5), MNIST 0.2 (of
- * 0, 0.2 and 0.35); `bench/results/sweeps.md`, "How much input noise for the teacher".
+ * `deno task train-teacher`'s default. Fashion-MNIST 0.35 (tried 0 to 0.5; 0.3 to 0.5 are within
+ * seed noise of each other), MNIST 0.2 (tried 0, 0.2 and 0.35); `bench/results/sweeps.md`, "How much
+ * input noise for the teacher".
  */
 export const TEACHER_INPUT_NOISE: Readonly<Record<"fashion-mnist" | "mnist", number>> = {
   "fashion-mnist": 0.35,
