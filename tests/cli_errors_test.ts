@@ -1,7 +1,8 @@
 /**
  * Bad inputs to the command-line tools, each through the real CLI process: a one-line error that
  * names the file or flag and says what to do, exit code 2, no stack trace unless --verbose, and no
- * output file that looks finished.
+ * output file that looks finished. Also train-teacher's per-dataset `--input-noise` default, on the
+ * same tiny data folders.
  */
 
 import assert from "node:assert/strict";
