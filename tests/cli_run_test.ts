@@ -373,6 +373,13 @@ Deno.test({
     assert.equal(m.flags.studentEpochs, 2);
     assert.equal(m.test_set, DATA);
     assert.match(r.stdout, /teacher test accuracy\s+\d+\.\d\d%/);
+    const stats = m.transfer_set_stats;
+    assert.equal(stats.teacher_class_counts.length, 10);
+    assert.equal(stats.teacher_class_counts.reduce((a: number, b: number) => a + b, 0), n);
+    for (const k of ["target_agreement", "saturated_pixels"]) {
+      assert.ok(stats[k] >= 0 && stats[k] <= 1, `${k} = ${stats[k]}`);
+    }
+    assert.match(r.stdout, /transfer set check\s+teacher agrees with \d+\.\d% of soft targets/);
 
     const ts = await loadSafetensors(join(dir, "transfer-set.safetensors"));
     assert.deepEqual(ts.tensors.images.shape, [n, 1, 32, 32]);

@@ -17,6 +17,7 @@ import {
   loadSplit,
 } from "../data/datasets.ts";
 import { DEFAULTS, type DfkdConfig, METHODS, paperPreset } from "../dfkd/config.ts";
+import type { TransferSetStats } from "../dfkd/diagnostics.ts";
 import {
   clearRunFolder,
   fileSha256,
@@ -589,6 +590,7 @@ export async function main(args: string[]): Promise<number> {
     ["teacher", `${teacher.arch}, ${teacher.parameterCount()} parameters`],
     ["student", `${cfg.student}, ${m.student_parameters} parameters`],
     ["transfer set", `${m.transfer_set_size} images × ${m.synthesis_iterations} iterations`],
+    ["transfer set check", transferSetCheck(m.transfer_set_stats)],
     ...(cfg.kdAdvSteps > 0
       ? [[
         "KD exploration",
@@ -615,6 +617,15 @@ export async function main(args: string[]): Promise<number> {
   console.log("");
   for (const [k, v] of rows) console.log(`${k.padEnd(wk)}  ${v}`);
   return 0;
+}
+
+/** One line of the summary: what the teacher makes of the transfer set. */
+function transferSetCheck(s: TransferSetStats): string {
+  const n = s.teacher_class_counts.reduce((a, b) => a + b, 0);
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  return `teacher agrees with ${pct(s.target_agreement)} of soft targets; largest class ${
+    pct(Math.max(...s.teacher_class_counts) / n)
+  }; ${pct(s.saturated_pixels)} of pixels at 0 or 1`;
 }
 
 if (import.meta.main) runMain(main);

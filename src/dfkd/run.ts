@@ -34,10 +34,12 @@ import { exists, writeFileAtomic } from "../io/atomic.ts";
 import { imageGridPng } from "../io/png.ts";
 import type { Sequential } from "../nn/layers.ts";
 import { buildModel } from "../nn/models.ts";
-import { evaluate, type LabelledImages } from "../nn/train.ts";
+import { evaluate, type LabelledImages, predict } from "../nn/train.ts";
+import { CLASS_NAMES } from "../data/datasets.ts";
 import { Rng } from "../random.ts";
 import { saveModel } from "../nn/checkpoint.ts";
 import type { DfkdConfig } from "./config.ts";
+import { type TransferSetStats, transferSetStats, transferSetWarning } from "./diagnostics.ts";
 import { distill, type DistillState } from "./distill.ts";
 import { NumericalError } from "./synthesis.ts";
 import { synthesizeTransferBatch, teacherFeatureModel } from "./transfer_set.ts";
@@ -88,6 +90,8 @@ export interface RunMetrics {
   student_test_accuracy: number | null;
   transfer_set_size: number;
   synthesis_iterations: number;
+  /** What the teacher makes of the transfer set (a check that it carries class information). */
+  transfer_set_stats: TransferSetStats;
   synthesis_seconds: number;
   distillation_seconds: number;
   /** Sample-iterations per second of synthesis. */
@@ -392,6 +396,12 @@ export async function runDfkd(
       }
     }
 
+    // The check of the transfer set: one teacher pass, before the distillation budget is spent.
+    const stats = transferSetStats(await predict(teacher, images, n), targets, images, classes);
+    const names = (CLASS_NAMES as Record<string, readonly string[]>)[ctx.dataset];
+    const warning = transferSetWarning(stats, cfg, names);
+    if (warning) say(warning);
+
     // 4: distillation, epoch by epoch.
     phase = "distillation";
     const student = buildModel(cfg.student, cfg.seed + 1);
@@ -517,6 +527,7 @@ export async function runDfkd(
       student_test_accuracy: studentAcc,
       transfer_set_size: n,
       synthesis_iterations: cfg.method === "noise" ? 0 : cfg.iterations,
+      transfer_set_stats: stats,
       synthesis_seconds: round(synthSeconds),
       distillation_seconds: round(distillSeconds),
       synthesis_throughput: round(synthSeconds > 0 ? (n * cfg.iterations) / synthSeconds : 0),

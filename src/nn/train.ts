@@ -9,7 +9,7 @@
 
 import { crossEntropyLoss } from "../autograd/functions.ts";
 import { noGrad, Tape } from "../autograd/tape.ts";
-import { accumulate, correctCount } from "../ops/metrics.ts";
+import { accumulate, argmax, correctCount } from "../ops/metrics.ts";
 import { Rng } from "../random.ts";
 import { Tensor, tidy } from "../tensor.ts";
 import type { Sequential } from "./layers.ts";
@@ -248,4 +248,40 @@ export async function evaluate(
   const correct = (await total.read())[0];
   total.dispose();
   return correct / data.count;
+}
+
+/**
+ * The model's top-1 class for every image (the first maximum on ties), one readback per batch.
+ *
+ * @param images `[count, ...inputShape]` f32.
+ * @returns `[count]` class indices.
+ * @throws {RangeError} when `images` holds fewer than `count` images.
+ */
+export async function predict(
+  model: Sequential,
+  images: Float32Array,
+  count: number,
+  batchSize = 500,
+): Promise<Uint32Array> {
+  const per = model.inputShape.reduce((a, b) => a * b, 1);
+  if (images.length < count * per) {
+    throw new RangeError(
+      `predict: ${count} images of [${model.inputShape}] need ${count * per} values, ` +
+        `got ${images.length}`,
+    );
+  }
+  const out = new Uint32Array(count);
+  for (let start = 0; start < count; start += batchSize) {
+    const n = Math.min(batchSize, count - start);
+    const classes = tidy(() =>
+      noGrad(() =>
+        argmax(model.forward(
+          Tensor.from(images.subarray(start * per, (start + n) * per), [n, ...model.inputShape]),
+        ))
+      )
+    );
+    out.set(await classes.readU32(), start);
+    classes.dispose();
+  }
+  return out;
 }

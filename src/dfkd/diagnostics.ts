@@ -1,0 +1,99 @@
+/**
+ * What the teacher makes of a finished transfer set: whether the images carry class information
+ * a student can learn from. A transfer set the teacher files almost entirely under one class
+ * (e.g. images saturated by a dominant activation term) distils into a student near chance, so
+ * the run says so before spending the distillation budget on it.
+ *
+ * @module
+ */
+
+import type { DfkdConfig } from "./config.ts";
+
+/** Statistics of a transfer set (written to `metrics.json` as `transfer_set_stats`). */
+export interface TransferSetStats {
+  /** Images per class by the teacher's top-1 prediction, `[classes]`; sums to the set's size. */
+  teacher_class_counts: number[];
+  /** Share of images whose teacher top-1 equals their soft target's top-1, in [0, 1]. */
+  target_agreement: number;
+  /** Share of pixels at exactly 0 or 1 (where synthesis clamps them), in [0, 1]. */
+  saturated_pixels: number;
+}
+
+/** A transfer set whose largest teacher class holds more than this share draws a warning. */
+export const ONE_CLASS_SHARE = 0.5;
+
+/**
+ * Counts the teacher's classes, its agreement with the soft targets and the saturated pixels.
+ *
+ * @param teacherClasses `[n]` the teacher's top-1 class of each image.
+ * @param targets `[n, classes]` soft targets.
+ * @param images `[n, ...]` pixels in [0, 1].
+ * @throws {RangeError} when the sizes disagree or a class index is out of range.
+ */
+export function transferSetStats(
+  teacherClasses: Uint32Array,
+  targets: Float32Array,
+  images: Float32Array,
+  classes: number,
+): TransferSetStats {
+  const n = teacherClasses.length;
+  if (n === 0 || targets.length !== n * classes || images.length % n !== 0) {
+    throw new RangeError(
+      `transferSetStats: ${n} predictions need ${n * classes} soft-target values and a ` +
+        `multiple of ${n} pixels, got ${targets.length} and ${images.length}`,
+    );
+  }
+  const counts = new Array<number>(classes).fill(0);
+  let agree = 0;
+  for (let i = 0; i < n; i++) {
+    const c = teacherClasses[i];
+    if (c >= classes) {
+      throw new RangeError(`transferSetStats: class ${c} of image ${i} ≥ ${classes}`);
+    }
+    counts[c]++;
+    let best = 0;
+    for (let k = 1; k < classes; k++) {
+      if (targets[i * classes + k] > targets[i * classes + best]) best = k;
+    }
+    if (best === c) agree++;
+  }
+  let saturated = 0;
+  for (const v of images) if (v === 0 || v === 1) saturated++;
+  return {
+    teacher_class_counts: counts,
+    target_agreement: agree / n,
+    saturated_pixels: saturated / images.length,
+  };
+}
+
+/**
+ * A warning when the teacher puts more than {@link ONE_CLASS_SHARE} of the transfer set in one
+ * class, with the likely cause and what to change; null otherwise.
+ *
+ * @param classNames names by class index (indices are used where missing).
+ */
+export function transferSetWarning(
+  stats: TransferSetStats,
+  cfg: Pick<DfkdConfig, "method" | "lambdaAct" | "sigma">,
+  classNames: readonly string[] = [],
+): string | null {
+  const counts = stats.teacher_class_counts;
+  const n = counts.reduce((a, b) => a + b, 0);
+  const top = counts.indexOf(Math.max(...counts));
+  const share = counts[top] / n;
+  if (share <= ONE_CLASS_SHARE) return null;
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  const name = classNames[top] ?? String(top);
+  let cause: string;
+  if (cfg.method === "noise") {
+    cause = "unoptimised noise carries no class information (the `noise` baseline)";
+  } else if (cfg.lambdaAct > 0 && stats.saturated_pixels > 0.5) {
+    cause = `${pct(stats.saturated_pixels)} of the pixels are clamped at 0 or 1: the activation ` +
+      `term (λ_a ${cfg.lambdaAct}) outweighs the KL term; try --lambda-act 0`;
+  } else {
+    cause = `the images match ${pct(stats.target_agreement)} of their soft targets; try a ` +
+      `larger --sigma (now ${cfg.sigma}) or more --iterations`;
+  }
+  return `warning: the teacher puts ${pct(share)} of the transfer set in one class (${name}), ` +
+    `so the student can learn little else: ${cause}`;
+}

@@ -1,0 +1,107 @@
+/**
+ * The transfer-set check: class counts, agreement and saturation against hand-counted values,
+ * the warning's causes, `predict` against `evaluate`, and a run that reports a one-class
+ * transfer set before distilling it.
+ */
+
+import assert from "node:assert/strict";
+import { DEFAULTS } from "../src/dfkd/config.ts";
+import { transferSetStats, transferSetWarning } from "../src/dfkd/diagnostics.ts";
+import { runDfkd } from "../src/dfkd/run.ts";
+import { buildModel } from "../src/nn/models.ts";
+import { evaluate, predict } from "../src/nn/train.ts";
+import { gpuReady, randArray } from "./helpers.ts";
+
+Deno.test("transferSetStats counts classes, agreement and saturated pixels", () => {
+  // Teacher classes 0, 0, 2, 1; soft-target argmaxes 0, 1, 2, 2: two agree.
+  const targets = new Float32Array([
+    ...[0.8, 0.1, 0.1],
+    ...[0.2, 0.5, 0.3],
+    ...[0.1, 0.1, 0.8],
+    ...[0.3, 0.3, 0.4],
+  ]);
+  const images = new Float32Array([0, 0.5, 1, 0.25, 1, 1, 0.9, 0.1]); // 2 pixels each, 4 at 0 or 1
+  const s = transferSetStats(new Uint32Array([0, 0, 2, 1]), targets, images, 3);
+  assert.deepEqual(s.teacher_class_counts, [2, 1, 1]);
+  assert.equal(s.target_agreement, 0.5);
+  assert.equal(s.saturated_pixels, 0.5);
+  assert.throws(
+    () => transferSetStats(new Uint32Array([0, 3]), targets.subarray(0, 6), images, 3),
+    /class 3 of image 1/,
+  );
+  assert.throws(() => transferSetStats(new Uint32Array([0]), targets, images, 3), RangeError);
+  assert.throws(() => transferSetStats(new Uint32Array(0), targets, images, 3), RangeError);
+});
+
+Deno.test("transferSetWarning: silent up to half in one class, else names the class and a cause", () => {
+  const stats = (counts: number[], saturated = 0, agreement = 0.9) => ({
+    teacher_class_counts: counts,
+    target_agreement: agreement,
+    saturated_pixels: saturated,
+  });
+  const cfg = { method: DEFAULTS.method, lambdaAct: 0, sigma: 6 };
+  assert.equal(transferSetWarning(stats([5, 5, 0]), cfg), null);
+  const names = ["T-shirt/top", "Trouser", "Bag"];
+  const act = transferSetWarning(stats([0, 1, 9], 0.99), { ...cfg, lambdaAct: 0.05 }, names);
+  assert.match(act!, /90\.0% of the transfer set in one class \(Bag\)/);
+  assert.match(act!, /99\.0% of the pixels.*--lambda-act 0/);
+  const sigma = transferSetWarning(stats([0, 6, 4], 0.1, 0.25), cfg);
+  assert.match(sigma!, /class \(1\).*match 25\.0% of their soft targets.*--sigma \(now 6\)/);
+  const noise = transferSetWarning(stats([10, 0, 0]), { ...cfg, method: "noise" }, names);
+  assert.match(noise!, /100\.0% .*T-shirt\/top.*`noise` baseline/);
+});
+
+Deno.test("predict agrees with evaluate and does not depend on the batch size", async () => {
+  await gpuReady;
+  const model = buildModel("lenet5-half", 3);
+  try {
+    const n = 23;
+    const images = randArray(n * 1024, 7, 0, 1);
+    const classes = await predict(model, images, n);
+    assert.deepEqual(await predict(model, images, n, 5), classes);
+    assert.ok(classes.every((c) => c < 10));
+    assert.equal(await evaluate(model, { images, labels: classes, count: n }), 1);
+    const other = classes.map((c) => (c + 1) % 10);
+    assert.equal(await evaluate(model, { images, labels: other, count: n }), 0);
+    await assert.rejects(() => predict(model, images, n + 1), /need 24576 values/);
+  } finally {
+    model.dispose();
+  }
+});
+
+Deno.test("a run whose teacher files every image under one class warns before distilling", async () => {
+  await gpuReady;
+  const teacher = buildModel("lenet5", 2);
+  // A bias of 100 on class 8 ("Bag") outweighs anything the rest of the network adds.
+  const fc3 = teacher.parameters().find((p) => p.name === "fc3.bias")!;
+  const bias = new Float32Array(10);
+  bias[8] = 100;
+  fc3.value.write(bias);
+  const dir = await Deno.makeTempDir({ prefix: "dfkd-diagnostics-" });
+  const order: string[] = [];
+  try {
+    const out = await runDfkd(
+      { ...DEFAULTS, method: "noise", samples: 12, batchSize: 6, studentEpochs: 1 },
+      dir,
+      {
+        teacher,
+        teacherName: "test",
+        dataset: "fashion-mnist",
+        testSet: null,
+        testSetDir: null,
+        adapter: "test",
+        onEvent: (e) => order.push(e.phase === "message" ? e.text : e.phase),
+      },
+    );
+    assert.ok(!out.stopped);
+    const stats = out.metrics.transfer_set_stats;
+    assert.deepEqual(stats.teacher_class_counts, [0, 0, 0, 0, 0, 0, 0, 0, 12, 0]);
+    assert.equal(stats.target_agreement, 1);
+    const warning = order.findIndex((t) => t.startsWith("warning:"));
+    assert.match(order[warning], /100\.0% of the transfer set in one class \(Bag\)/);
+    assert.ok(warning < order.indexOf("distillation"), order.join(" | "));
+  } finally {
+    teacher.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
