@@ -95,7 +95,6 @@ Deno.test("mod.ts exports the public surface and no internals", () => {
       "softTargets",
       "DEFAULTS",
       "paperPreset",
-      "longPreset",
       "loadSplit",
       "findDataDir",
       "NoAdapterError",

@@ -16,7 +16,7 @@ import {
   findDataDir,
   loadSplit,
 } from "../data/datasets.ts";
-import { DEFAULTS, type DfkdConfig, longPreset, METHODS, paperPreset } from "../dfkd/config.ts";
+import { DEFAULTS, type DfkdConfig, METHODS, paperPreset } from "../dfkd/config.ts";
 import type { TransferSetStats } from "../dfkd/diagnostics.ts";
 import {
   clearRunFolder,
@@ -74,9 +74,8 @@ export const FLAGS: Record<string, FlagSpec> = {
   preset: {
     type: "string",
     default: "default",
-    choices: ["default", "long", "paper"],
-    help: "`long`: the defaults with 200 KD epochs and --kd-adv-steps 1 (about 20 min on 2 " +
-      "CPU cores); `paper`: the paper's settings and sizes, for a GPU (explicit flags still win).",
+    choices: ["default", "paper"],
+    help: "`paper`: the paper's settings and sizes (explicit flags still win).",
   },
   method: {
     type: "string",
@@ -461,7 +460,6 @@ export async function main(args: string[]): Promise<number> {
   if (!run) {
     if (dataset === "mnist") cfg.kdFlip = false; // digits are not mirror-symmetric
     if (f.preset === "paper") Object.assign(cfg, paperPreset(dataset));
-    if (f.preset === "long") Object.assign(cfg, longPreset());
     const c = cfg as unknown as Record<string, unknown>;
     for (const [flag, key] of Object.entries(KEYS)) if (given(flag)) c[key] = value(flag);
   }

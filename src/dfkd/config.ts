@@ -1,6 +1,5 @@
 /**
- * Settings of a data-free distillation run: the measured defaults, a longer variant of them, and
- * the paper's preset.
+ * Settings of a data-free distillation run: the measured defaults and the paper's preset.
  *
  * @module
  */
@@ -126,14 +125,4 @@ export function paperPreset(dataset: string): Partial<DfkdConfig> {
     kdMixup: false,
     kdAdvSteps: 0,
   };
-}
-
-/**
- * The defaults with a longer distillation: the paper's 200 KD epochs, and one signed-gradient step
- * of adversarial exploration on half of each KD batch. Measured on the bundled Fashion-MNIST
- * teacher (`bench/results/sweeps.md`): 80.20% and 78.06% at seeds 0 and 1, against the defaults'
- * 76.32% and 76.59%, in about 20 minutes on 2 CPU cores instead of 8.
- */
-export function longPreset(): Partial<DfkdConfig> {
-  return { studentEpochs: 200, kdAdvSteps: 1 };
 }
