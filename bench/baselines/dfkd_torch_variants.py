@@ -10,8 +10,9 @@ probability per batch), a weight average of the student (`--ema`, decay per step
 exploration in distillation (`--adv-steps` signed-gradient ascent steps of `--adv-alpha` on the
 KL between teacher and student, on the first `--adv-frac` of each augmented batch, through both
 networks or with `--adv-student-only 1` through the student alone; `deno task synth
---kd-adv-steps`) and the test accuracy every `--eval-every` epochs (for plots only: a data-free
-user has no test set).
+--kd-adv-steps`), the test accuracy every `--eval-every` epochs (for plots only: a data-free
+user has no test set), and `--real N` to distil on the first N real training images instead of a
+transfer set (the reference a data-free method aims at).
 
     python3 bench/baselines/dfkd_torch_variants.py teacher --data DIR --out t.safetensors --noise 0.2
     python3 bench/baselines/dfkd_torch_variants.py distill --teacher t.safetensors --data DIR \
@@ -144,7 +145,10 @@ def distill(a):
     t = lenet(6, 16); t.load_state_dict(load_safetensors(a.teacher)); t.eval()
     for p in t.parameters(): p.requires_grad_(False)
     xt, yt = load_split(a.data, 'test')
-    x, targets = synthesize(a, t)
+    if a.real:  # the real-data reference: the first N training images (KD relabels them)
+        x = load_split(a.data, 'train')[0][:a.real]
+    else:
+        x, _ = synthesize(a, t)
     torch.manual_seed(a.seed if a.kd_seed < 0 else a.kd_seed)
     t1 = time.time()
     s = lenet(3, 8)
@@ -233,6 +237,8 @@ def main():
     di.add_argument('--eval-every', type=int, default=0)
     di.add_argument('--tag', default='')
     di.add_argument('--cache', default='', help='folder to keep transfer sets in between runs')
+    di.add_argument('--real', type=int, default=0,
+                    help='distil on the first N real training images instead (the reference)')
     a = ap.parse_args()
     torch.set_num_threads(2)
     (train_teacher if a.cmd == 'teacher' else distill)(a)
