@@ -54,7 +54,8 @@ export const FLAGS: Record<string, FlagSpec> = {
   },
   data: {
     type: "string",
-    defaultText: "$DFKD_DATA_DIR, /usr/share/datasets/<dataset>, ~/.cache/dfkd, ./data",
+    defaultText: "searched: $DFKD_DATA_DIR[/<dataset>], /usr/share/datasets/<dataset>, " +
+      "~/.cache/dfkd/<dataset>, ./data/<dataset>",
     help: "Folder with the real test set's IDX files, for accuracy only.",
   },
   out: { type: "string", default: "runs/<date-time>", help: "Output folder." },
