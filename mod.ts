@@ -75,7 +75,14 @@ export {
 export type { LabelledImages, LrSchedule, TrainProgress } from "./src/nn/train.ts";
 
 // Settings of a run.
-export { DEFAULTS, type DfkdConfig, type Method, METHODS, paperPreset } from "./src/dfkd/config.ts";
+export {
+  DEFAULTS,
+  type DfkdConfig,
+  largePreset,
+  type Method,
+  METHODS,
+  paperPreset,
+} from "./src/dfkd/config.ts";
 
 // The method's building blocks.
 export { buildFeatureModel, type FeatureModel, sampleFeatures } from "./src/dfkd/feature_model.ts";

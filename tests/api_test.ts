@@ -95,6 +95,7 @@ Deno.test("mod.ts exports the public surface and no internals", () => {
       "softTargets",
       "DEFAULTS",
       "paperPreset",
+      "largePreset",
       "loadSplit",
       "findDataDir",
       "NoAdapterError",

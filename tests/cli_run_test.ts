@@ -410,7 +410,7 @@ Deno.test({
   },
 });
 
-Deno.test("--preset paper sets the paper's settings; explicit flags win", async () => {
+Deno.test("--preset paper and --preset large set their settings; explicit flags win", async () => {
   const out = join(tmp, "preset-paper");
   const r = await cli("synth", [
     ...["--teacher", teacher, "--preset", "paper", "--samples", "8", "--batch-size", "4"],
@@ -429,6 +429,16 @@ Deno.test("--preset paper sets the paper's settings; explicit flags win", async 
     [8, 4, 2, 1],
   );
   assert.match(r.stdout, /transfer set check/);
+
+  // 24,000 samples take a while: stop the run once its settings are written.
+  const largeOut = join(tmp, "preset-large");
+  const args = ["--teacher", teacher, "--preset", "large", "--iterations", "2", "--out", largeOut];
+  assert.equal((await interruptWhen(args, join(largeOut, "run.json"), "SIGINT")).code, 130);
+  const large = JSON.parse(await Deno.readTextFile(join(largeOut, "run.json"))).config;
+  assert.deepEqual([large.samples, large.studentEpochs, large.iterations], [24000, 100, 2]);
+  const { samples: _s, studentEpochs: _e, iterations: _i, ...rest } = large;
+  const { samples: _ds, studentEpochs: _de, iterations: _di, ...defaults } = DEFAULTS;
+  assert.deepEqual(rest, defaults); // the rest stays at the defaults
 });
 
 Deno.test("an MNIST teacher gets no KD flips by default; an explicit --kd-flip wins", async () => {

@@ -16,7 +16,7 @@ import {
   findDataDir,
   loadSplit,
 } from "../data/datasets.ts";
-import { DEFAULTS, type DfkdConfig, METHODS, paperPreset } from "../dfkd/config.ts";
+import { DEFAULTS, type DfkdConfig, largePreset, METHODS, paperPreset } from "../dfkd/config.ts";
 import type { TransferSetStats } from "../dfkd/diagnostics.ts";
 import {
   clearRunFolder,
@@ -75,8 +75,10 @@ export const FLAGS: Record<string, FlagSpec> = {
   preset: {
     type: "string",
     default: "default",
-    choices: ["default", "paper"],
-    help: "`paper`: the paper's settings and sizes (explicit flags still win).",
+    choices: ["default", "large", "paper"],
+    help: "`large`: the defaults with 24,000 samples and 100 KD epochs (80-81% on the bundled " +
+      "Fashion-MNIST teacher; about 2 min on a GPU, 20-25 min on 2 CPU cores); `paper`: the " +
+      "paper's settings and sizes (explicit flags still win).",
   },
   method: {
     type: "string",
@@ -461,6 +463,7 @@ export async function main(args: string[]): Promise<number> {
   if (!run) {
     if (dataset === "mnist") cfg.kdFlip = false; // digits are not mirror-symmetric
     if (f.preset === "paper") Object.assign(cfg, paperPreset(dataset));
+    if (f.preset === "large") Object.assign(cfg, largePreset());
     const c = cfg as unknown as Record<string, unknown>;
     for (const [flag, key] of Object.entries(KEYS)) if (given(flag)) c[key] = value(flag);
   }

@@ -1,5 +1,6 @@
 /**
- * Settings of a data-free distillation run: the measured defaults and the paper's preset.
+ * Settings of a data-free distillation run: the measured defaults, a larger run of the same
+ * method, and the paper's preset.
  *
  * @module
  */
@@ -98,6 +99,16 @@ export const DEFAULTS: DfkdConfig = {
   seed: 0,
   logEvery: 10,
 };
+
+/**
+ * The defaults at three times the transfer set: 24,000 samples × 50 iterations, distilled for 100
+ * epochs. Measured on the bundled Fashion-MNIST teacher (86.82%): 81.31%, 80.31% and 81.46% at
+ * seeds 0–2 (seed 0 on an NVIDIA H200 in 2 minutes, seeds 1 and 2 on 2 CPU cores in about 24
+ * minutes each, run side by side), against the defaults' 75.97% (on the same GPU), 76.59% and 78.51%.
+ */
+export function largePreset(): Partial<DfkdConfig> {
+  return { samples: 24000, studentEpochs: 100 };
+}
 
 /**
  * The paper's settings (Wang, AAAI 2021, with ZSKD's synthesis sizes): σ 1.5, τ 20, λ_a 0.05 with
