@@ -18,7 +18,7 @@
 import { parseArgs } from "node:util";
 import { distill, evaluate, synthesizeTransferSet, type TransferSet } from "../src/api.ts";
 import { findDataDir, loadSplit } from "../src/data/datasets.ts";
-import { DEFAULTS, type Method } from "../src/dfkd/config.ts";
+import { DEFAULTS, METHODS } from "../src/dfkd/config.ts";
 import { initGpu } from "../src/gpu/runtime.ts";
 import { loadModel } from "../src/nn/checkpoint.ts";
 import { Rng } from "../src/random.ts";
@@ -42,7 +42,7 @@ const iterations = Number(values.iterations);
 const epochs = Number(values.epochs);
 const seed = Number(values.seed);
 const methods = values.methods!.split(",");
-const known = ["soft-target", "softmax-space", "noise", "real"];
+const known = [...METHODS, "real"];
 const unknown = methods.filter((m) => !known.includes(m));
 if (unknown.length) throw new Error(`--methods: unknown ${unknown}; choose from ${known}`);
 const { model: teacher, metadata } = await loadModel(values.teacher!);
@@ -66,7 +66,7 @@ const run = async (label: string, transfer: TransferSet, synthSeconds: number) =
   console.error(row);
 };
 
-for (const method of ["soft-target", "softmax-space", "noise"] as Method[]) {
+for (const method of METHODS) {
   if (!methods.includes(method)) continue;
   const t = await synthesizeTransferSet(teacher, { method, samples, iterations, seed });
   await run(method, t, t.seconds);

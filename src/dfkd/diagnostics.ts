@@ -19,6 +19,15 @@ export interface TransferSetStats {
   saturated_pixels: number;
 }
 
+/** The class of soft target `i` in `[n, classes]` targets: its argmax, the first on ties. */
+export function targetClass(targets: Float32Array, i: number, classes: number): number {
+  let best = 0;
+  for (let k = 1; k < classes; k++) {
+    if (targets[i * classes + k] > targets[i * classes + best]) best = k;
+  }
+  return best;
+}
+
 /** A transfer set whose largest teacher class holds more than this share draws a warning. */
 export const ONE_CLASS_SHARE = 0.5;
 
@@ -51,11 +60,7 @@ export function transferSetStats(
       throw new RangeError(`transferSetStats: class ${c} of image ${i} ≥ ${classes}`);
     }
     counts[c]++;
-    let best = 0;
-    for (let k = 1; k < classes; k++) {
-      if (targets[i * classes + k] > targets[i * classes + best]) best = k;
-    }
-    if (best === c) agree++;
+    if (targetClass(targets, i, classes) === c) agree++;
   }
   let saturated = 0;
   for (const v of images) if (v === 0 || v === 1) saturated++;

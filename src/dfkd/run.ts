@@ -39,7 +39,12 @@ import { CLASS_NAMES } from "../data/datasets.ts";
 import { Rng } from "../random.ts";
 import { saveModel } from "../nn/checkpoint.ts";
 import type { DfkdConfig } from "./config.ts";
-import { type TransferSetStats, transferSetStats, transferSetWarning } from "./diagnostics.ts";
+import {
+  targetClass,
+  type TransferSetStats,
+  transferSetStats,
+  transferSetWarning,
+} from "./diagnostics.ts";
 import { distill, type DistillState } from "./distill.ts";
 import { NumericalError } from "./synthesis.ts";
 import { synthesizeTransferBatch, teacherFeatureModel } from "./transfer_set.ts";
@@ -579,10 +584,7 @@ async function writeSamplesPng(
   const grid = new Float32Array(classes * cols * h * w);
   const filled = new Array(classes).fill(0);
   for (let i = 0; i < n; i++) {
-    let best = 0;
-    for (let k = 1; k < classes; k++) {
-      if (targets[i * classes + k] > targets[i * classes + best]) best = k;
-    }
+    const best = targetClass(targets, i, classes);
     if (filled[best] >= cols) continue;
     const slot = best * cols + filled[best]++;
     grid.set(images.subarray(i * c * h * w, i * c * h * w + h * w), slot * h * w);
