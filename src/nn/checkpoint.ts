@@ -3,14 +3,21 @@
  *
  * Keys are `<layer>.<param>` (`conv1.weight`, `fc3.bias`, …); the header's `__metadata__` holds
  * `arch` (e.g. `"lenet5"`) and any hyper-parameters as strings. A PyTorch LeNet-5 saved with
- * `safetensors.torch.save_file(model.state_dict(), path)` loads when its module names match, or
- * through `nameMap` (for example `{"features.0.weight": "conv1.weight", …}`); PyTorch's
+ * `safetensors.torch.save_file(model.state_dict(), path)` loads with `arch` given: its module
+ * names are mapped automatically ({@link mapParameterNames}) or through `nameMap`; PyTorch's
  * `Conv2d` ([O, C, kH, kW]) and `Linear` ([out, in]) layouts are the ones used here.
  *
  * @module
  */
 
-import { CheckpointError, loadSafetensors, saveSafetensors } from "./safetensors.ts";
+import {
+  CheckpointError,
+  decodeSafetensors,
+  type HostTensor,
+  loadSafetensors,
+  type SafetensorsContents,
+  saveSafetensors,
+} from "./safetensors.ts";
 import type { Sequential } from "./layers.ts";
 import { type Architecture, ARCHITECTURES, buildModel } from "./models.ts";
 
@@ -39,50 +46,148 @@ export interface LoadedModel {
 
 /** Options of {@link loadModel}. */
 export interface LoadModelOptions {
-  /** Architecture to build when the checkpoint's metadata has none (e.g. a PyTorch file). */
+  /**
+   * Architecture to build. Wins over the checkpoint's metadata; required when the metadata names
+   * none (e.g. a plain PyTorch `state_dict`).
+   */
   arch?: Architecture;
-  /** Checkpoint key → our key, for weights saved with other module names. */
+  /**
+   * Checkpoint key → our key, for weights saved with other module names. Without it, names are
+   * matched as {@link mapParameterNames} describes.
+   */
   nameMap?: Record<string, string>;
 }
 
+/** Prefixes that wrappers add to every key (`DataParallel`, Lightning, `torch.compile`). */
+const WRAPPER_PREFIXES = ["module.", "model.", "_orig_mod.", "net."];
+
+/** Splits a key into text and number runs, so that `features.10` sorts after `features.3`. */
+function naturalCompare(a: string, b: string): number {
+  const split = (s: string) => s.split(/(\d+)/).map((p, i) => (i % 2 ? Number(p) : p));
+  const pa = split(a);
+  const pb = split(b);
+  for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
+    if (pa[i] === pb[i]) continue;
+    if (typeof pa[i] === "number" && typeof pb[i] === "number") {
+      return (pa[i] as number) - (pb[i] as number);
+    }
+    return String(pa[i]) < String(pb[i]) ? -1 : 1;
+  }
+  return pa.length - pb.length;
+}
+
 /**
- * Loads a checkpoint into a new model of the architecture named in its metadata.
+ * Maps a checkpoint's tensor names onto `model`'s parameter names (`conv1.weight`, …, `fc3.bias`).
  *
- * @throws {CheckpointError} when the file is missing, not safetensors, names no known
- *   architecture, or a tensor is missing or has another shape than the architecture needs
- *   (the message names the tensor and both shapes).
+ * 1. Wrapper prefixes (`module.`, `model.`, `_orig_mod.`, `net.`) are stripped when every key
+ *    has them.
+ * 2. Names that already match every parameter are kept as they are.
+ * 3. Otherwise the checkpoint's modules (keys `<module>.weight` / `<module>.bias`) are taken in
+ *    natural order (`features.3` before `features.10`), the 4-D (convolution) ones first, then
+ *    the 2-D (linear) ones, and paired with the model's layers in order, as in PyTorch's
+ *    `nn.Sequential` (`features.0`, `classifier.4`) or `conv1`/`fc1`-style names.
+ *
+ * Every pairing is checked against the parameter's shape.
+ *
+ * @returns checkpoint key → parameter name, or null when no mapping fits.
  */
-export async function loadModel(path: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
-  const { tensors, metadata } = await loadSafetensors(path);
-  const arch = (metadata.arch ?? opts.arch) as Architecture | undefined;
+export function mapParameterNames(
+  tensors: Record<string, HostTensor>,
+  model: Sequential,
+): Record<string, string> | null {
+  const params = model.parameters();
+  let keys = Object.keys(tensors);
+  let prefix = "";
+  for (let stripped = true; stripped;) {
+    stripped = false;
+    for (const p of WRAPPER_PREFIXES) {
+      if (keys.length > 0 && keys.every((k) => k.startsWith(p))) {
+        prefix += p;
+        keys = keys.map((k) => k.slice(p.length));
+        stripped = true;
+      }
+    }
+  }
+  const fits = (key: string, param: (typeof params)[number]) =>
+    tensors[prefix + key]?.shape.join() === param.value.shape.join();
+  if (params.every((p) => keys.includes(p.name) && fits(p.name, p))) {
+    return Object.fromEntries(params.map((p) => [prefix + p.name, p.name]));
+  }
+  // By module order: group the model's parameters by layer and the checkpoint's keys by module.
+  const layersOf = (names: string[]) => {
+    const out = new Map<string, string[]>();
+    for (const n of names) {
+      const dot = n.lastIndexOf(".");
+      const mod = dot < 0 ? "" : n.slice(0, dot);
+      out.set(mod, [...(out.get(mod) ?? []), n.slice(dot + 1)]);
+    }
+    return out;
+  };
+  const ours = layersOf(params.map((p) => p.name));
+  const theirs = layersOf(keys);
+  const rank = (mod: string) => tensors[`${prefix}${mod}.weight`]?.shape.length === 4 ? 0 : 1;
+  const modules = [...theirs.keys()].sort((a, b) => rank(a) - rank(b) || naturalCompare(a, b));
+  if (modules.length !== ours.size) return null;
+  const map: Record<string, string> = {};
+  let i = 0;
+  for (const [layer, suffixes] of ours) {
+    const mod = modules[i++];
+    const have = theirs.get(mod)!;
+    if (have.length !== suffixes.length) return null;
+    for (const s of suffixes) {
+      const param = params.find((p) => p.name === `${layer}.${s}`)!;
+      if (!have.includes(s) || !fits(`${mod}.${s}`, param)) return null;
+      map[`${prefix}${mod}.${s}`] = param.name;
+    }
+  }
+  return map;
+}
+
+/**
+ * Builds a model from decoded safetensors contents (see {@link loadModel}); `source` names the
+ * checkpoint in error messages.
+ *
+ * @throws {CheckpointError} as {@link loadModel}.
+ */
+export function modelFromSafetensors(
+  contents: SafetensorsContents,
+  source: string,
+  opts: LoadModelOptions = {},
+): LoadedModel {
+  const { tensors, metadata } = contents;
+  const arch = (opts.arch ?? metadata.arch) as Architecture | undefined;
   if (!arch) {
     throw new CheckpointError(
-      `${path}: the checkpoint names no architecture (no "arch" in __metadata__); ` +
-        `pass the architecture explicitly (${ARCHITECTURES.join(", ")})`,
+      `${source}: the checkpoint names no architecture (no "arch" in its __metadata__, as in a ` +
+        `plain PyTorch state_dict); name it (one of ${ARCHITECTURES.join(", ")})`,
     );
   }
   if (!ARCHITECTURES.includes(arch)) {
     throw new CheckpointError(
-      `${path}: unknown architecture "${arch}"; known: ${ARCHITECTURES.join(", ")}`,
+      `${source}: unknown architecture "${arch}"; known: ${ARCHITECTURES.join(", ")}`,
     );
   }
-  const renamed: typeof tensors = {};
-  for (const [k, v] of Object.entries(tensors)) renamed[opts.nameMap?.[k] ?? k] = v;
   const model = buildModel(arch);
   try {
+    const map = opts.nameMap ?? mapParameterNames(tensors, model);
+    const renamed: typeof tensors = {};
+    for (const [k, v] of Object.entries(tensors)) renamed[map?.[k] ?? k] = v;
+    const expected = () => model.parameters().map((p) => `${p.name} [${p.value.shape}]`).join(", ");
+    const held = () =>
+      Object.entries(tensors).map(([k, t]) => `${k} [${t.shape}]`).join(", ") || "no tensors";
     for (const p of model.parameters()) {
       const t = renamed[p.name];
       if (!t) {
         throw new CheckpointError(
-          `${path}: tensor "${p.name}" of ${arch} is missing from the checkpoint ` +
-            `(it holds: ${
-              Object.keys(tensors).join(", ")
-            }); is it a checkpoint of another architecture?`,
+          `${source}: no tensor of the checkpoint maps to "${p.name}" of ${arch}; ${arch} needs ` +
+            `${expected()} (or PyTorch module names in the same order, e.g. features.0 / ` +
+            `classifier.4, optionally under a module. or model. prefix); the checkpoint holds ` +
+            `${held()}: is it a checkpoint of another architecture?`,
         );
       }
       if (t.shape.join() !== p.value.shape.join()) {
         throw new CheckpointError(
-          `${path}: tensor "${p.name}" has shape [${t.shape}] but ${arch} needs ` +
+          `${source}: tensor "${p.name}" has shape [${t.shape}] but ${arch} needs ` +
             `[${p.value.shape}]; is it a checkpoint of another architecture?`,
         );
       }
@@ -93,4 +198,31 @@ export async function loadModel(path: string, opts: LoadModelOptions = {}): Prom
     throw e;
   }
   return { model, metadata };
+}
+
+/**
+ * Loads a checkpoint from the bytes of a safetensors file (a browser's `fetch`, say); `source`
+ * names it in error messages.
+ *
+ * @throws {CheckpointError} as {@link loadModel}.
+ */
+export function loadModelFromBytes(
+  bytes: Uint8Array,
+  source = "<checkpoint bytes>",
+  opts: LoadModelOptions = {},
+): LoadedModel {
+  return modelFromSafetensors(decodeSafetensors(bytes, source), source, opts);
+}
+
+/**
+ * Loads a checkpoint into a new model of the architecture `opts.arch`, else the one named in its
+ * metadata. Tensor names are mapped as {@link mapParameterNames} describes unless `opts.nameMap`
+ * is given.
+ *
+ * @throws {CheckpointError} when the file is missing, not safetensors, names no known
+ *   architecture, or a tensor is missing or has another shape than the architecture needs
+ *   (the message names the tensor, both shapes and the names expected).
+ */
+export async function loadModel(path: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
+  return modelFromSafetensors(await loadSafetensors(path), path, opts);
 }
