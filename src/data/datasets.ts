@@ -18,6 +18,24 @@ export type DatasetName = "fashion-mnist" | "mnist";
 /** Every {@link DatasetName}, for argument validation. */
 export const DATASET_NAMES: readonly DatasetName[] = ["fashion-mnist", "mnist"];
 
+/** Spellings of each dataset name that checkpoints and users write, lower-cased, without `-_ .`. */
+const DATASET_ALIASES: Readonly<Record<string, DatasetName>> = {
+  fashionmnist: "fashion-mnist",
+  fmnist: "fashion-mnist",
+  fashion: "fashion-mnist",
+  mnist: "mnist",
+};
+
+/**
+ * The {@link DatasetName} for a usual spelling (`fashion-mnist`, `FashionMNIST`, `fashion_mnist`,
+ * `fmnist`, `MNIST`, …): case, `-`, `_`, `.` and spaces are ignored.
+ *
+ * @returns the name, or null for a dataset this tool does not know.
+ */
+export function parseDatasetName(name: string): DatasetName | null {
+  return DATASET_ALIASES[name.toLowerCase().replace(/[-_. ]/g, "")] ?? null;
+}
+
 /** One split of a dataset, in memory. */
 export interface Dataset {
   /** `[N, 1, 32, 32]` in [0, 1]: 28×28 zero-padded by 2 pixels on each side. */
