@@ -10,6 +10,7 @@
  * @module
  */
 
+import { fileURLToPath } from "node:url";
 import { type GpuContext, NoAdapterError } from "../gpu/device.ts";
 import { initGpu } from "../gpu/runtime.ts";
 import { CheckpointError } from "../nn/safetensors.ts";
@@ -18,7 +19,12 @@ import { dataDirCandidates, type DatasetName } from "../data/datasets.ts";
 import { UsageError } from "./flags.ts";
 
 /** Names of the error classes the user can act on (some live in modules the CLI cannot import). */
-const USER_ERROR_NAMES = new Set(["NumericalError", "RunFolderError", "DeviceLostError"]);
+const USER_ERROR_NAMES = new Set([
+  "NumericalError",
+  "RunFolderError",
+  "DeviceLostError",
+  "DiskFullError",
+]);
 
 /** Errors the user can fix; printed as one line with exit code 2. */
 export function isUserError(e: unknown): boolean {
@@ -63,8 +69,32 @@ export function dataNotFound(dataset: DatasetName, explicit?: string): UsageErro
   );
 }
 
+/** The repository root, where `deno task` runs its commands. */
+const PROJECT_ROOT = fileURLToPath(new URL("../../", import.meta.url)).replace(/\/$/, "");
+
+/**
+ * `deno task` runs every command in the project root and names the folder the user ran it from in
+ * `INIT_CWD`; moving back there makes relative paths (`--out myrun` from a subfolder) mean what
+ * the user meant. Only done when the process was started in the project root, so that a caller
+ * that sets its own working folder keeps it.
+ */
+function enterUserFolder(): void {
+  let init: string | undefined;
+  try {
+    init = Deno.env.get("INIT_CWD");
+  } catch {
+    return; // no --allow-env
+  }
+  if (!init) return;
+  try {
+    if (Deno.realPathSync(Deno.cwd()) !== Deno.realPathSync(PROJECT_ROOT)) return;
+    Deno.chdir(init);
+  } catch { /* the folder is gone or unreadable: stay */ }
+}
+
 /** Runs `fn(args)`; maps thrown errors to a message and an exit code. */
 export async function runMain(fn: (args: string[]) => Promise<number | void>): Promise<never> {
+  enterUserFolder();
   const verbose = Deno.args.includes("--verbose");
   const args = Deno.args.filter((a) => a !== "--verbose");
   let code = 0;

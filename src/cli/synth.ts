@@ -7,14 +7,17 @@
  * @module
  */
 
-import { join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   dataDirCandidates,
+  type Dataset,
   DATASET_NAMES,
   type DatasetName,
   findDataDir,
+  guessDataset,
   loadSplit,
+  parseDatasetName,
 } from "../data/datasets.ts";
 import { DEFAULTS, type DfkdConfig, largePreset, METHODS, paperPreset } from "../dfkd/config.ts";
 import type { TransferSetStats } from "../dfkd/diagnostics.ts";
@@ -23,18 +26,24 @@ import {
   fileSha256,
   hasRun,
   isFinishedRun,
+  LOCK_FILE,
+  lockRunFolder,
   readRunFile,
+  RUN_ENTRIES,
+  type RunContext,
   runDfkd,
   type RunEvent,
   type RunFile,
   RunFolderError,
+  type RunMetrics,
   writeRunFile,
 } from "../dfkd/run.ts";
+import { DiskFullError } from "../io/atomic.ts";
 import type { Sequential } from "../nn/layers.ts";
 import { loadModel } from "../nn/checkpoint.ts";
-import { ARCHITECTURES, buildModel } from "../nn/models.ts";
+import { type Architecture, ARCHITECTURES, buildModel } from "../nn/models.ts";
 import { CheckpointError, loadSafetensors } from "../nn/safetensors.ts";
-import { type FlagSpec, helpText, parseFlags, UsageError } from "./flags.ts";
+import { type FlagSpec, helpText, type ParsedFlags, parseFlags, UsageError } from "./flags.ts";
 import { dataNotFound, initGpuForCli, runMain } from "./main.ts";
 import { type Progress, progressBar } from "./progress.ts";
 
@@ -57,6 +66,19 @@ export const FLAGS: Record<string, FlagSpec> = {
     defaultText: "searched: $DFKD_DATA_DIR[/<dataset>], /usr/share/datasets/<dataset>, " +
       "~/.cache/dfkd/<dataset>, ./data/<dataset>",
     help: "Folder with the real test set's IDX files, for accuracy only.",
+  },
+  arch: {
+    type: "string",
+    defaultText: "the checkpoint's metadata",
+    choices: ARCHITECTURES,
+    help: "Architecture of the teacher, for a checkpoint whose metadata names none (a plain " +
+      "PyTorch state_dict: its module names, e.g. features.0 / classifier.4, are mapped in order).",
+  },
+  dataset: {
+    type: "string",
+    defaultText: "the checkpoint's metadata, else fashion-mnist",
+    help: "Dataset the teacher was trained on: fashion-mnist or mnist (usual spellings such as " +
+      "fmnist, FashionMNIST, MNIST are accepted).",
   },
   out: { type: "string", default: "runs/<date-time>", help: "Output folder." },
   resume: {
@@ -127,7 +149,7 @@ export const FLAGS: Record<string, FlagSpec> = {
   iterations: {
     type: "integer",
     default: D.iterations,
-    min: 0,
+    min: 1,
     help: "Adam iterations per synthesis batch.",
   },
   "batch-size": {
@@ -320,11 +342,12 @@ const show = (v: unknown) => v === true ? "on" : v === false ? "off" : String(v)
  */
 async function loadTeacher(
   path: string,
+  arch: Architecture | undefined,
   hint: string,
 ): Promise<Awaited<ReturnType<typeof loadModel>>> {
   let loaded;
   try {
-    loaded = await loadModel(path);
+    loaded = await loadModel(path, { arch });
   } catch (e) {
     if (e instanceof CheckpointError) throw new CheckpointError(`${e.message}; ${hint}`);
     throw e;
@@ -350,6 +373,243 @@ function bytesPerImage(model: Sequential): number {
   return 4 * Math.max(model.inputShape.reduce((a, b) => a * b, 1), ...sizes);
 }
 
+/** A path resolved through symbolic links where it exists, else made absolute. */
+function realOrResolved(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    try {
+      return join(Deno.realPathSync(dirname(resolve(path))), basename(path));
+    } catch {
+      return resolve(path);
+    }
+  }
+}
+
+/**
+ * Refuses a run whose outputs would overwrite its teacher (e.g. `--teacher D/student.safetensors
+ * --out D`): no output may overwrite an input, `--force` or not.
+ *
+ * @throws {UsageError} naming the input and the output it collides with.
+ */
+function checkOutputsSpareInputs(outDir: string, teacherPath: string): void {
+  const teacher = realOrResolved(teacherPath);
+  for (const entry of [...RUN_ENTRIES, LOCK_FILE]) {
+    const out = realOrResolved(join(outDir, entry));
+    if (teacher === out || teacher.startsWith(out + "/")) {
+      throw new UsageError(
+        `--teacher ${teacherPath} is the output folder's ${entry}: this run would overwrite it; ` +
+          `copy the teacher out of ${outDir} first, or choose another --out`,
+      );
+    }
+  }
+}
+
+/**
+ * Checks every setting of a `run.json` against the flag table (type, range, choices), so that a
+ * hand-edited or corrupt file is refused before any work starts.
+ *
+ * @throws {RunFolderError} naming the file, the setting, its value and the allowed values.
+ */
+function checkRunFile(run: RunFile, dir: string): void {
+  const path = join(dir, "run.json");
+  const fix = `restore the file, or start the run over with --out ${dir} --force`;
+  const c = run.config as unknown as Record<string, unknown>;
+  for (const [flag, key] of Object.entries(KEYS)) {
+    if (!(key in c)) continue; // an older run: the default applies
+    const v = c[key];
+    const spec = FLAGS[flag];
+    const bad = (want: string) =>
+      new RunFolderError(`${path}: "${key}" is ${JSON.stringify(v)}; it must be ${want}; ${fix}`);
+    if (spec.choices === onOff) {
+      if (typeof v !== "boolean") throw bad("true or false");
+    } else if (spec.type === "string") {
+      if (typeof v !== "string" || (spec.choices && !spec.choices.includes(v))) {
+        throw bad(spec.choices ? `one of ${spec.choices.join(", ")}` : "a string");
+      }
+    } else {
+      const integer = spec.type === "integer";
+      if (typeof v !== "number" || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
+        throw bad(integer ? "a whole number" : "a finite number");
+      }
+      if (spec.min !== undefined && (spec.exclusiveMin ? v <= spec.min : v < spec.min)) {
+        throw bad(`${spec.exclusiveMin ? ">" : "≥"} ${spec.min}`);
+      }
+      if (spec.max !== undefined && v > spec.max) throw bad(`≤ ${spec.max}`);
+    }
+  }
+  if (run.teacher === "") throw new RunFolderError(`${path}: "teacher" is empty; ${fix}`);
+  if (parseDatasetName(String(run.dataset)) === null) {
+    throw new RunFolderError(
+      `${path}: "dataset" is ${JSON.stringify(run.dataset)}; it must be one of ` +
+        `${DATASET_NAMES.join(", ")}; ${fix}`,
+    );
+  }
+  if (run.data !== undefined && run.data !== null && typeof run.data !== "string") {
+    throw new RunFolderError(`${path}: "data" must be a folder name or null; ${fix}`);
+  }
+}
+
+/** Where a run's settings come from: a new run's flags, or the run file of the run resumed. */
+interface RunPlan {
+  outDir: string;
+  teacherPath: string;
+  /** The run file of the run resumed, or null for a new run. */
+  run: RunFile | null;
+  cfg: DfkdConfig;
+  /** `--flag old → new` for every setting that a resume changes. */
+  changed: string[];
+}
+
+/** Step 1: the output folder and where the settings come from (cheap checks, no GPU). */
+async function planRun(f: ParsedFlags): Promise<RunPlan> {
+  const given = (flag: string) => f.explicit.has(flag);
+  for (const flag of ["out", "resume", "teacher", "data"]) {
+    if (given(flag) && (f[flag] as string).trim() === "") {
+      throw new UsageError(`--${flag} needs a path; got an empty string`);
+    }
+  }
+  if (f.resume === undefined) {
+    const teacherPath = given("teacher") ? f.teacher as string : DEFAULT_TEACHER;
+    const outDir = given("out") ? f.out as string : join("runs", timestamp());
+    checkOutputsSpareInputs(outDir, teacherPath);
+    if (!f.force && await isFinishedRun(outDir)) {
+      throw new RunFolderError(
+        `--out ${outDir} already holds a finished run; pass --force to overwrite it or choose ` +
+          `another --out`,
+      );
+    }
+    if (!f.force && await hasRun(outDir)) {
+      let readable = true;
+      await readRunFile(outDir).catch(() => readable = false);
+      throw new RunFolderError(
+        readable
+          ? `--out ${outDir} holds an unfinished run; continue it with --resume ${outDir}, or ` +
+            `pass --force to start over`
+          : `--out ${outDir} holds a run whose run.json cannot be read, so it cannot be ` +
+            `resumed; pass --force to start over, or choose another --out`,
+      );
+    }
+    return { outDir, teacherPath, run: null, cfg: { ...DEFAULTS }, changed: [] };
+  }
+  const outDir = f.resume as string;
+  if (given("force")) {
+    throw new UsageError(
+      `--force cannot be combined with --resume; to start ${outDir} over, drop --resume`,
+    );
+  }
+  for (const flag of ["preset", "arch", "dataset"]) {
+    if (given(flag)) {
+      throw new UsageError(
+        `--${flag} applies to new runs only; the run in ${outDir} keeps its settings (run.json)`,
+      );
+    }
+  }
+  if (given("out") && resolve(f.out as string) !== resolve(outDir)) {
+    throw new UsageError(
+      `--out ${f.out} and --resume ${outDir} name different folders; --resume DIR continues ` +
+        `the run in DIR: drop --out`,
+    );
+  }
+  if (await isFinishedRun(outDir)) {
+    throw new RunFolderError(
+      `--resume ${outDir}: the run there is finished (metrics.json); nothing to resume. ` +
+        `Start a new run with another --out, or redo it with --out ${outDir} --force`,
+    );
+  }
+  const run = await readRunFile(outDir);
+  checkRunFile(run, outDir);
+  if (given("teacher") && resolve(f.teacher as string) !== resolve(run.teacher)) {
+    throw new UsageError(
+      `--teacher ${f.teacher} differs from the teacher of the run in ${outDir} ` +
+        `(${run.teacher}); drop --teacher to resume it`,
+    );
+  }
+  checkOutputsSpareInputs(outDir, run.teacher);
+  const cfg: DfkdConfig = { ...DEFAULTS, ...run.config };
+  const c = cfg as unknown as Record<string, unknown>;
+  const changed: string[] = [];
+  for (const [flag, key] of Object.entries(KEYS)) {
+    const v = flagValue(f, flag);
+    if (!given(flag) || v === c[key]) continue;
+    if (!RESUME_TUNABLE.has(flag)) {
+      throw new UsageError(
+        `--${flag} cannot change when resuming: the finished work in ${outDir} used ` +
+          `--${flag} ${show(c[key])}; drop --${flag}, or start a new run`,
+      );
+    }
+    changed.push(`--${flag} ${show(c[key])} → ${show(v)}`);
+    c[key] = v;
+  }
+  return { outDir, teacherPath: run.teacher, run, cfg, changed };
+}
+
+/** A flag's value with `on`/`off` as booleans. */
+function flagValue(f: ParsedFlags, flag: string): unknown {
+  return f[flag] === "on" ? true : f[flag] === "off" ? false : f[flag];
+}
+
+/**
+ * The teacher's dataset: the run file's on resume, else `--dataset`, else the checkpoint's
+ * metadata (any usual spelling), else Fashion-MNIST.
+ *
+ * @throws {UsageError} for an unknown `--dataset`.
+ * @throws {CheckpointError} for an unknown dataset in the metadata.
+ */
+function teacherDataset(
+  f: ParsedFlags,
+  plan: RunPlan,
+  metadata: Record<string, string>,
+): DatasetName {
+  if (plan.run) return parseDatasetName(plan.run.dataset)!;
+  if (f.dataset !== undefined) {
+    const d = parseDatasetName(f.dataset as string);
+    if (!d) {
+      throw new UsageError(
+        `--dataset must be one of ${DATASET_NAMES.join(", ")} (or a usual spelling such as ` +
+          `fmnist, FashionMNIST, MNIST); got "${f.dataset}"`,
+      );
+    }
+    return d;
+  }
+  if (metadata.dataset === undefined) return "fashion-mnist";
+  const d = parseDatasetName(metadata.dataset);
+  if (!d) {
+    throw new CheckpointError(
+      `${plan.teacherPath}: the checkpoint's metadata names dataset "${metadata.dataset}"; this ` +
+        `tool knows ${DATASET_NAMES.join(", ")}: pass --dataset to say which it is`,
+    );
+  }
+  return d;
+}
+
+/**
+ * Step 4: the real test set, for accuracy only: `--data`, else (on resume) the folder the run was
+ * started with, else the standard places.
+ *
+ * @throws {UsageError} when an explicit folder, or the resumed run's folder, no longer holds it.
+ */
+async function openTestSet(
+  f: ParsedFlags,
+  plan: RunPlan,
+  dataset: DatasetName,
+): Promise<{ dir: string | null; testSet: Dataset | null }> {
+  const recorded = plan.run?.data ?? null;
+  if (f.data === undefined && recorded !== null) {
+    const dir = findDataDir(dataset, recorded);
+    if (!dir) {
+      throw new UsageError(
+        `the run in ${plan.outDir} was started with the ${dataset} test set in ${recorded}, ` +
+          `which no longer holds it; pass --data DIR to measure accuracy on another copy`,
+      );
+    }
+    return { dir, testSet: await loadSplit(dir, "test") };
+  }
+  const dir = findDataDir(dataset, f.data as string | undefined);
+  if (f.data !== undefined && !dir) throw dataNotFound(dataset, f.data as string);
+  return { dir, testSet: dir ? await loadSplit(dir, "test") : null };
+}
+
 /** Runs `deno task synth` with `args`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const f = parseFlags(args, FLAGS);
@@ -366,84 +626,19 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   const given = (flag: string) => f.explicit.has(flag);
-  const value = (flag: string) => f[flag] === "on" ? true : f[flag] === "off" ? false : f[flag];
 
   // 1. The output folder and where the settings come from (cheap checks first).
-  let outDir: string;
-  let teacherPath: string;
-  let run: RunFile | null = null;
-  const changed: string[] = [];
-  let cfg: DfkdConfig;
-  if (f.resume !== undefined) {
-    outDir = f.resume as string;
-    if (given("force")) {
-      throw new UsageError(
-        `--force cannot be combined with --resume; to start ${outDir} over, drop --resume`,
-      );
-    }
-    if (given("preset")) {
-      throw new UsageError(
-        `--preset applies to new runs only; the run in ${outDir} keeps its settings (run.json)`,
-      );
-    }
-    if (given("out") && resolve(f.out as string) !== resolve(outDir)) {
-      throw new UsageError(
-        `--out ${f.out} and --resume ${outDir} name different folders; --resume DIR continues ` +
-          `the run in DIR: drop --out`,
-      );
-    }
-    if (await isFinishedRun(outDir)) {
-      throw new RunFolderError(
-        `--resume ${outDir}: the run there is finished (metrics.json); nothing to resume. ` +
-          `Start a new run with another --out, or redo it with --out ${outDir} --force`,
-      );
-    }
-    run = await readRunFile(outDir);
-    teacherPath = run.teacher;
-    if (given("teacher") && resolve(f.teacher as string) !== resolve(run.teacher)) {
-      throw new UsageError(
-        `--teacher ${f.teacher} differs from the teacher of the run in ${outDir} ` +
-          `(${run.teacher}); drop --teacher to resume it`,
-      );
-    }
-    cfg = { ...DEFAULTS, ...run.config };
-    const c = cfg as unknown as Record<string, unknown>;
-    for (const [flag, key] of Object.entries(KEYS)) {
-      if (!given(flag) || value(flag) === c[key]) continue;
-      if (!RESUME_TUNABLE.has(flag)) {
-        throw new UsageError(
-          `--${flag} cannot change when resuming: the finished work in ${outDir} used ` +
-            `--${flag} ${show(c[key])}; drop --${flag}, or start a new run`,
-        );
-      }
-      changed.push(`--${flag} ${show(c[key])} → ${show(value(flag))}`);
-      c[key] = value(flag);
-    }
-  } else {
-    teacherPath = given("teacher") ? f.teacher as string : DEFAULT_TEACHER;
-    outDir = given("out") ? f.out as string : join("runs", timestamp());
-    if (!f.force && await isFinishedRun(outDir)) {
-      throw new RunFolderError(
-        `--out ${outDir} already holds a finished run; pass --force to overwrite it or choose ` +
-          `another --out`,
-      );
-    }
-    if (!f.force && await hasRun(outDir)) {
-      throw new RunFolderError(
-        `--out ${outDir} holds an unfinished run; continue it with --resume ${outDir}, or pass ` +
-          `--force to start over`,
-      );
-    }
-    cfg = { ...DEFAULTS };
-  }
+  const plan = await planRun(f);
+  const { outDir, teacherPath, run, cfg, changed } = plan;
 
   // 2. The GPU and the teacher.
   const gpu = await initGpuForCli();
   const hint = run
     ? `restore the teacher the run in ${outDir} was started with (run.json), or start a new run`
     : "pass --teacher a LeNet-5 checkpoint in safetensors format (make one with " +
-      "`deno task train-teacher`)";
-  const { model: teacher, metadata } = await loadTeacher(teacherPath, hint);
+      "`deno task train-teacher`; a PyTorch state_dict also needs --arch)";
+  const arch = run ? undefined : f.arch as Architecture | undefined;
+  const { model: teacher, metadata } = await loadTeacher(teacherPath, arch, hint);
   const sha = await fileSha256(teacherPath);
   if (run?.teacher_sha256 && run.teacher_sha256 !== sha) {
     throw new RunFolderError(
@@ -451,13 +646,7 @@ export async function main(args: string[]): Promise<number> {
         `(SHA-256 differs); restore it, or start a new run`,
     );
   }
-  const dataset = (run?.dataset ?? metadata.dataset ?? "fashion-mnist") as DatasetName;
-  if (!DATASET_NAMES.includes(dataset)) {
-    throw new CheckpointError(
-      `${teacherPath}: the checkpoint's metadata names dataset "${dataset}"; this tool knows ` +
-        `${DATASET_NAMES.join(", ")}: set "dataset" in its __metadata__ to one of them`,
-    );
-  }
+  const dataset = teacherDataset(f, plan, metadata);
 
   // 3. The configuration: preset, then explicit flags (a resumed run already has its own).
   if (!run) {
@@ -465,8 +654,94 @@ export async function main(args: string[]): Promise<number> {
     if (f.preset === "paper") Object.assign(cfg, paperPreset(dataset));
     if (f.preset === "large") Object.assign(cfg, largePreset());
     const c = cfg as unknown as Record<string, unknown>;
-    for (const [flag, key] of Object.entries(KEYS)) if (given(flag)) c[key] = value(flag);
+    for (const [flag, key] of Object.entries(KEYS)) if (given(flag)) c[key] = flagValue(f, flag);
   }
+  checkFitsTeacher(cfg, teacher, gpu.maxStorageBufferBindingSize);
+
+  // 4. The real test set, for accuracy only.
+  const { dir: dataDir, testSet } = await openTestSet(f, plan, dataset);
+  if (testSet) {
+    const looks = guessDataset(testSet);
+    if (looks !== null && looks !== dataset) {
+      console.error(
+        `warning: the test set in ${dataDir} looks like ${looks}, not ${dataset} (its mean ` +
+          `pixel value); the ${dataset} teacher's accuracy on it will mean little: pass --data ` +
+          `the ${dataset} test set`,
+      );
+    }
+  }
+
+  // 5. The output folder, locked for this process.
+  try {
+    await Deno.mkdir(outDir, { recursive: true });
+  } catch (e) {
+    throw new UsageError(
+      `--out ${outDir}: cannot create the folder (${(e as Error).message}); choose a writable one`,
+    );
+  }
+  const unlock = await lockRunFolder(outDir);
+  try {
+    if (!run && f.force) await clearRunFolder(outDir);
+    if (!run) {
+      await writeRunFile(outDir, {
+        config: cfg,
+        teacher: resolve(teacherPath),
+        teacher_sha256: sha,
+        dataset,
+        data: dataDir ? resolve(dataDir) : null,
+      });
+    } else if (changed.length > 0) {
+      await writeRunFile(outDir, { ...run, config: cfg });
+    }
+    console.error(`adapter: ${gpu.description}`);
+    console.error(`teacher: ${teacherPath} (${teacher.arch}, ${dataset}); output: ${outDir}`);
+    if (run) {
+      console.error(
+        `resuming the run in ${outDir}${changed.length ? `; changed: ${changed.join(", ")}` : ""}`,
+      );
+    }
+    if (!testSet) {
+      console.error(
+        `no ${dataset} test set found (looked in ${dataDirCandidates(dataset).join(", ")}): ` +
+          `accuracy will not be measured; pass --data DIR to measure it`,
+      );
+    }
+    const outcome = await runWithSignals(cfg, outDir, {
+      teacher,
+      teacherName: teacherPath,
+      dataset,
+      testSet,
+      testSetDir: dataDir,
+      adapter: gpu.description,
+    });
+    if (outcome.stopped) {
+      console.error(
+        `interrupted: finished work is saved in ${outDir}; continue with --resume ${outDir}`,
+      );
+      return outcome.signal === "SIGTERM" ? 143 : 130;
+    }
+    warnTeacherAccuracy(outcome.metrics, metadata, dataset, dataDir);
+    printSummary(outcome.metrics, cfg, teacher, outDir);
+    return 0;
+  } catch (e) {
+    if (e instanceof DiskFullError) {
+      throw new UsageError(
+        `${e.message}; finished batches and epochs are kept: continue with --resume ${outDir}`,
+      );
+    }
+    throw e;
+  } finally {
+    await unlock();
+  }
+}
+
+/**
+ * Checks the settings against the teacher and the adapter: the modelled layer exists, and the
+ * batches fit the adapter's buffer limit.
+ *
+ * @throws {UsageError} naming the flag and what fits.
+ */
+function checkFitsTeacher(cfg: DfkdConfig, teacher: Sequential, maxBinding: number): void {
   if (cfg.method === "soft-target") {
     const fc = teacher.layers.filter((l) => l.layer.kind === "linear").map((l) => l.name);
     if (!fc.includes(cfg.layer)) {
@@ -479,63 +754,28 @@ export async function main(args: string[]): Promise<number> {
   const student = buildModel(cfg.student, 0);
   const perImage = Math.max(bytesPerImage(teacher), bytesPerImage(student));
   student.dispose();
-  const maxBatch = Math.floor(gpu.maxStorageBufferBindingSize / perImage);
-  for (
-    const [flag, bs] of [["batch-size", cfg.batchSize], [
-      "student-batch-size",
-      cfg.studentBatchSize,
-    ]] as const
-  ) {
-    if (bs > maxBatch) {
+  const maxBatch = Math.floor(maxBinding / perImage);
+  const batches = [["batch-size", cfg.batchSize], ["student-batch-size", cfg.studentBatchSize]];
+  for (const [flag, bs] of batches) {
+    if ((bs as number) > maxBatch) {
       throw new UsageError(
         `--${flag} ${bs} is larger than this adapter's buffer limits allow (at most ` +
-          `${maxBatch} images: ${gpu.maxStorageBufferBindingSize} bytes per buffer); use a ` +
-          `smaller --${flag}`,
+          `${maxBatch} images: ${maxBinding} bytes per buffer); use a smaller --${flag}`,
       );
     }
   }
+}
 
-  // 4. The real test set, for accuracy only.
-  const dataDir = findDataDir(dataset, f.data as string | undefined);
-  if (f.data !== undefined && !dataDir) throw dataNotFound(dataset, f.data as string);
-  const testSet = dataDir ? await loadSplit(dataDir, "test") : null;
-
-  // 5. The output folder.
-  if (!run && f.force) await clearRunFolder(outDir);
-  try {
-    await Deno.mkdir(outDir, { recursive: true });
-  } catch (e) {
-    throw new UsageError(
-      `--out ${outDir}: cannot create the folder (${(e as Error).message}); choose a writable one`,
-    );
-  }
-  if (!run) {
-    await writeRunFile(outDir, {
-      config: cfg,
-      teacher: resolve(teacherPath),
-      teacher_sha256: sha,
-      dataset,
-    });
-  } else if (changed.length > 0) {
-    await writeRunFile(outDir, { ...run, config: cfg });
-  }
-
-  console.error(`adapter: ${gpu.description}`);
-  console.error(`teacher: ${teacherPath} (${teacher.arch}, ${dataset}); output: ${outDir}`);
-  if (run) {
-    console.error(
-      `resuming the run in ${outDir}${changed.length ? `; changed: ${changed.join(", ")}` : ""}`,
-    );
-  }
-  if (!testSet) {
-    console.error(
-      `no ${dataset} test set found (looked in ${dataDirCandidates(dataset).join(", ")}): ` +
-        `accuracy will not be measured; pass --data DIR to measure it`,
-    );
-  }
-
-  // Interruption: finish the step in progress, keep finished batches/epochs, exit 130/143.
-  // A second signal exits at once (the finished batches and epochs are on disk already).
+/**
+ * Runs {@link runDfkd} with a progress bar per phase. Ctrl-C or SIGTERM finishes the step in
+ * progress, keeps finished batches and epochs, and returns `stopped`; a second signal exits at
+ * once (the finished work is on disk already).
+ */
+async function runWithSignals(
+  cfg: DfkdConfig,
+  outDir: string,
+  ctx: Omit<RunContext, "onEvent" | "shouldStop">,
+): Promise<{ stopped: true; signal: string } | { stopped: false; metrics: RunMetrics }> {
   let signal: "SIGINT" | "SIGTERM" | null = null;
   const onSignal = (s: "SIGINT" | "SIGTERM") => () => {
     if (signal) Deno.exit(s === "SIGINT" ? 130 : 143);
@@ -545,7 +785,6 @@ export async function main(args: string[]): Promise<number> {
   const sigterm = onSignal("SIGTERM");
   Deno.addSignalListener("SIGINT", sigint);
   Deno.addSignalListener("SIGTERM", sigterm);
-
   let bar: Progress | null = null;
   let barPhase = "";
   const onEvent = (e: RunEvent) => {
@@ -564,30 +803,49 @@ export async function main(args: string[]): Promise<number> {
       bar!.update(Math.floor(e.samplesDone), { loss: e.loss.toFixed(4) });
     } else bar!.update(e.step, { loss: e.loss.toFixed(4) });
   };
-  let outcome;
   try {
-    outcome = await runDfkd(cfg, outDir, {
-      teacher,
-      teacherName: teacherPath,
-      dataset,
-      testSet,
-      testSetDir: dataDir,
-      adapter: gpu.description,
+    const outcome = await runDfkd(cfg, outDir, {
+      ...ctx,
       onEvent,
       shouldStop: () => signal !== null,
     });
+    return outcome.stopped ? { stopped: true, signal: signal ?? "SIGINT" } : outcome;
   } finally {
     (bar as Progress | null)?.stop();
     Deno.removeSignalListener("SIGINT", sigint);
     Deno.removeSignalListener("SIGTERM", sigterm);
   }
-  if (outcome.stopped) {
+}
+
+/**
+ * Warns when the teacher scores far below the accuracy its checkpoint records (more than 5
+ * points), or below 50% when it records none: the test set is probably another dataset's.
+ */
+function warnTeacherAccuracy(
+  m: RunMetrics,
+  metadata: Record<string, string>,
+  dataset: DatasetName,
+  dataDir: string | null,
+): void {
+  const measured = m.teacher_test_accuracy;
+  if (measured === null) return;
+  const recorded = Number(metadata.test_accuracy);
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  if (Number.isFinite(recorded) && measured < recorded - 0.05) {
     console.error(
-      `interrupted: finished work is saved in ${outDir}; continue with --resume ${outDir}`,
+      `warning: the teacher scores ${pct(measured)} on ${dataDir}, far below the ` +
+        `${pct(recorded)} its checkpoint records; is that folder the ${dataset} test set?`,
     );
-    return signal === "SIGTERM" ? 143 : 130;
+  } else if (!Number.isFinite(recorded) && measured < 0.5) {
+    console.error(
+      `warning: the teacher scores only ${pct(measured)} on ${dataDir}; is that folder the ` +
+        `${dataset} test set, and the checkpoint a trained ${dataset} classifier?`,
+    );
   }
-  const m = outcome.metrics;
+}
+
+/** Prints the summary table of a finished run. */
+function printSummary(m: RunMetrics, cfg: DfkdConfig, teacher: Sequential, outDir: string): void {
   const pct = (x: number | null) => x === null ? "not measured" : `${(x * 100).toFixed(2)}%`;
   const rows: [string, string][] = [
     ["method", `${m.method} (layer ${m.layer})`],
@@ -620,7 +878,6 @@ export async function main(args: string[]): Promise<number> {
   const wk = Math.max(...rows.map((r) => r[0].length));
   console.log("");
   for (const [k, v] of rows) console.log(`${k.padEnd(wk)}  ${v}`);
-  return 0;
 }
 
 /** One line of the summary: what the teacher makes of the transfer set. */

@@ -207,6 +207,21 @@ export function missingDataMessage(dataset: DatasetName, explicit?: string): str
 }
 
 /**
+ * Which of the two datasets `set` looks like, by its mean pixel value over the 28×28 image area:
+ * MNIST's digits cover little of the frame (mean ≈ 0.13), Fashion-MNIST's garments much more
+ * (≈ 0.29); the threshold is 0.2. A cheap check that a test set belongs to the teacher's dataset.
+ *
+ * @returns the name, or null for fewer than 100 images (too few to tell).
+ */
+export function guessDataset(set: Dataset): DatasetName | null {
+  if (set.count < 100) return null;
+  let sum = 0;
+  for (let i = 0; i < set.count * IMAGE_SIZE * IMAGE_SIZE; i++) sum += set.images[i];
+  const mean = sum / Math.max(1, set.count * RAW_SIZE * RAW_SIZE);
+  return mean < 0.2 ? "mnist" : "fashion-mnist";
+}
+
+/**
  * Loads one split of a dataset from `dir`.
  *
  * @param dir folder holding the IDX files (see {@link findDataDir}).

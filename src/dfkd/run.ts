@@ -30,7 +30,7 @@ import {
   loadSafetensors,
   saveSafetensors,
 } from "../nn/safetensors.ts";
-import { exists, writeFileAtomic } from "../io/atomic.ts";
+import { asWriteError, exists, writeFileAtomic } from "../io/atomic.ts";
 import { imageGridPng } from "../io/png.ts";
 import type { Sequential } from "../nn/layers.ts";
 import { buildModel } from "../nn/models.ts";
@@ -76,6 +76,11 @@ export interface RunFile {
   /** SHA-256 of the teacher file, checked on resume (absent in folders made by older versions). */
   teacher_sha256?: string;
   dataset: string;
+  /**
+   * Folder of the real test set the run was started with (absolute), reused on resume; null
+   * when it had none (absent in folders made by older versions).
+   */
+  data?: string | null;
 }
 
 /** Files and folders a run writes into its output folder (what `--force` removes). */
@@ -158,21 +163,108 @@ export function hasRun(dir: string): Promise<boolean> {
  * @throws {RunFolderError} if there is none or it is unreadable.
  */
 export async function readRunFile(dir: string): Promise<RunFile> {
-  let run: RunFile;
+  const path = join(dir, "run.json");
+  let text: string;
   try {
-    run = JSON.parse(await Deno.readTextFile(join(dir, "run.json")));
-  } catch {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new RunFolderError(
+        `${dir} holds no run to resume (no run.json); start a new run with --out ${dir}`,
+      );
+    }
     throw new RunFolderError(
-      `${dir} holds no run to resume (no readable run.json); start a new run with --out ${dir}`,
+      `${path} cannot be read (${(e as Error).message}); fix its permissions, or start the run ` +
+        `over with --out ${dir} --force`,
     );
   }
-  if (typeof run?.config !== "object" || run.config === null || typeof run.teacher !== "string") {
+  let run: RunFile;
+  try {
+    run = JSON.parse(text);
+  } catch (e) {
     throw new RunFolderError(
-      `${join(dir, "run.json")} is not a run description (no config or teacher); start a new ` +
-        `run with --out ${dir} --force`,
+      `${path} is not valid JSON (${(e as Error).message}); restore it, or start the run over ` +
+        `with --out ${dir} --force`,
+    );
+  }
+  if (
+    typeof run !== "object" || run === null || typeof run.config !== "object" ||
+    run.config === null || Array.isArray(run.config) || typeof run.teacher !== "string"
+  ) {
+    throw new RunFolderError(
+      `${path} is not a run description (no config or teacher); restore it, or start the run ` +
+        `over with --out ${dir} --force`,
     );
   }
   return run;
+}
+
+/** The lock file that marks a folder as being written by a running process. */
+export const LOCK_FILE = "run.lock";
+
+/** Whether process `pid` of this machine is alive (true when that cannot be told). */
+function processAlive(pid: number): boolean {
+  if (pid === Deno.pid) return true;
+  try {
+    Deno.statSync("/proc/self");
+  } catch {
+    return true; // no /proc: assume the owner lives
+  }
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Takes the lock of the run folder `dir` (the file {@link LOCK_FILE} holding this process's id),
+ * so that two processes never write one folder. A lock left by a process that no longer runs (a
+ * `kill -9`, a power cut) is taken over.
+ *
+ * @returns a function that releases the lock (idempotent).
+ * @throws {RunFolderError} when a live process holds the lock; the message names it.
+ */
+export async function lockRunFolder(dir: string): Promise<() => Promise<void>> {
+  const path = join(dir, LOCK_FILE);
+  const hostname = (() => {
+    try {
+      return Deno.hostname();
+    } catch {
+      return "";
+    }
+  })();
+  const mine = JSON.stringify({ pid: Deno.pid, hostname, started: new Date().toISOString() });
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await Deno.writeTextFile(path, mine + "\n", { createNew: true });
+      let released = false;
+      return async () => {
+        if (released) return;
+        released = true;
+        await Deno.remove(path).catch(() => {});
+      };
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw asWriteError(e, path);
+    }
+    let owner: { pid?: unknown; hostname?: unknown; started?: unknown } = {};
+    try {
+      owner = JSON.parse(await Deno.readTextFile(path));
+    } catch { /* unreadable or half-written: treated as stale */ }
+    const pid = typeof owner.pid === "number" ? owner.pid : NaN;
+    const sameHost = owner.hostname === hostname;
+    if (Number.isInteger(pid) && (!sameHost || processAlive(pid))) {
+      throw new RunFolderError(
+        `${dir} is being written by another run (process ${pid}${
+          sameHost ? "" : ` on ${owner.hostname}`
+        }, started ${owner.started}); wait for it to finish or stop it; if no run is writing ` +
+          `there, delete ${path}`,
+      );
+    }
+    await Deno.remove(path).catch(() => {}); // stale: its process is gone
+  }
+  throw new RunFolderError(`${path}: cannot take the lock of ${dir}; delete ${path} and retry`);
 }
 
 /** Reads the configuration of the run in `dir`. @throws {RunFolderError} if there is none. */
@@ -249,10 +341,23 @@ export async function runDfkd(
     return { stopped: true };
   };
   const say = (text: string) => ctx.onEvent?.({ phase: "message", text });
-  const log = await Deno.open(join(outDir, "losses.csv"), { create: true, append: true });
+  const logPath = join(outDir, "losses.csv");
+  const log = await Deno.open(logPath, { create: true, append: true });
   const enc = new TextEncoder();
-  if ((await log.stat()).size === 0) await log.write(enc.encode("phase,batch,epoch,step,loss\n"));
-  const logLine = (s: string) => log.writeSync(enc.encode(s + "\n"));
+  const logLine = (s: string) => {
+    const bytes = enc.encode(s + "\n");
+    try {
+      for (let done = 0; done < bytes.length;) done += log.writeSync(bytes.subarray(done));
+    } catch (e) {
+      throw asWriteError(e, logPath);
+    }
+  };
+  try {
+    if ((await log.stat()).size === 0) logLine("phase,batch,epoch,step,loss");
+  } catch (e) {
+    log.close();
+    throw e;
+  }
   try {
     return await runSteps();
   } catch (e) {

@@ -8,6 +8,42 @@
 let counter = 0;
 
 /**
+ * A file that could not be written because its disk (or the user's quota) is full. The message
+ * names the file and the folder to free space in; whatever was written before is untouched.
+ */
+export class DiskFullError extends Error {
+  /**
+   * Creates the error.
+   * @param path the file that could not be written.
+   */
+  constructor(readonly path: string) {
+    super(
+      `cannot write ${path}: no space left on the disk; free space where ${
+        dirnameOf(path)
+      } lives, then run again`,
+    );
+    this.name = "DiskFullError";
+  }
+}
+
+function dirnameOf(path: string): string {
+  const i = path.lastIndexOf("/");
+  return i < 0 ? "." : i === 0 ? "/" : path.slice(0, i);
+}
+
+/** True for the operating system's "no space left" and "quota exceeded" errors. */
+export function isDiskFull(e: unknown): boolean {
+  const code = (e as { code?: unknown })?.code;
+  return code === "ENOSPC" || code === "EDQUOT" ||
+    (e instanceof Error && /\(os error (28|122)\)/.test(e.message));
+}
+
+/** `e` as a {@link DiskFullError} for `path` when the disk is full, else `e` itself. */
+export function asWriteError(e: unknown, path: string): unknown {
+  return isDiskFull(e) ? new DiskFullError(path) : e;
+}
+
+/**
  * Writes `data` to `path` atomically: the bytes go to `<path>.<pid>.<n>.tmp` in the same folder,
  * are flushed to disk (fsync), and the temporary file is renamed over `path` (rename within one
  * folder is atomic on POSIX file systems). On any failure the temporary file is removed and the
@@ -23,6 +59,7 @@ let counter = 0;
  *
  * @throws {Deno.errors.NotFound} if the folder of `path` does not exist.
  * @throws {Deno.errors.PermissionDenied} if the folder is not writable.
+ * @throws {DiskFullError} if the disk is full.
  */
 export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
@@ -41,7 +78,7 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
       file?.close();
     } catch { /* already closed */ }
     await Deno.remove(tmp).catch(() => {});
-    throw err;
+    throw asWriteError(err, path);
   }
 }
 
