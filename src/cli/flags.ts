@@ -7,14 +7,9 @@
  */
 
 import { parseArgs } from "node:util";
+import { UsageError } from "../errors.ts";
 
-/** Thrown for bad command-line input; the CLI prints the message and exits with code 2. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
+export { UsageError };
 
 /** One flag. */
 export interface FlagSpec {

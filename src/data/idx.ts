@@ -8,20 +8,9 @@
  * @module
  */
 
-/**
- * A problem with a data file: missing, corrupt, or not what was expected. The message names the
- * file, says what is wrong and what to do.
- */
-export class DataError extends Error {
-  /**
-   * Creates the error.
-   * @param message full explanation, naming the file.
-   */
-  constructor(message: string) {
-    super(message);
-    this.name = "DataError";
-  }
-}
+import { DataError } from "../errors.ts";
+
+export { DataError };
 
 /** A parsed IDX array of unsigned bytes. */
 export interface IdxArray {

@@ -48,25 +48,9 @@ import {
 import { distill, type DistillState } from "./distill.ts";
 import { NumericalError } from "./synthesis.ts";
 import { synthesizeTransferBatch, teacherFeatureModel } from "./transfer_set.ts";
+import { DeviceLostError, RunFolderError } from "../errors.ts";
 
-/** Raised for an output folder that cannot be used (finished run without --force, bad resume). */
-export class RunFolderError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "RunFolderError";
-  }
-}
-
-/**
- * Raised when the GPU device is lost during a run (for a reason other than being destroyed); the
- * finished batches and epochs are on disk and `--resume` continues.
- */
-export class DeviceLostError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "DeviceLostError";
-  }
-}
+export { DeviceLostError, RunFolderError };
 
 /** The contents of `run.json`. */
 export interface RunFile {

@@ -17,18 +17,9 @@ import type { ActivationNorm } from "../ops/loss.ts";
 import { adamStep } from "../ops/optim.ts";
 import type { Rng } from "../random.ts";
 import { Tensor, tidy } from "../tensor.ts";
+import { NumericalError } from "../errors.ts";
 
-/** Raised when a loss becomes NaN or infinite; the message names the step and the hint. */
-export class NumericalError extends Error {
-  /**
-   * Creates the error.
-   * @param message what became NaN or infinite, where, and which setting to lower.
-   */
-  constructor(message: string) {
-    super(message);
-    this.name = "NumericalError";
-  }
-}
+export { NumericalError };
 
 /** Settings of one synthesis batch. */
 export interface SynthesisOptions {

@@ -7,19 +7,9 @@
  * @module
  */
 
-/** Thrown when no WebGPU adapter (GPU driver or software rasteriser) can be found. */
-export class NoAdapterError extends Error {
-  constructor() {
-    super(
-      "No WebGPU adapter found. Install a GPU driver with Vulkan support and the Vulkan loader " +
-        "(an NVIDIA driver's Vulkan part also needs libglvnd; Debian/Ubuntu: `apt-get install " +
-        "libvulkan1 libglvnd0 libglx0 libgl1 libegl1 libgles2 libopengl0`), or on a machine " +
-        "without a GPU install Mesa's software rasteriser (`apt-get install " +
-        "mesa-vulkan-drivers libgl1-mesa-dri`), then run again.",
-    );
-    this.name = "NoAdapterError";
-  }
-}
+import { NoAdapterError } from "../errors.ts";
+
+export { NoAdapterError };
 
 /** What the rest of the runtime needs to know about the adapter it runs on. */
 export interface GpuContext {

@@ -5,26 +5,11 @@
  * @module
  */
 
+import { DiskFullError } from "../errors.ts";
+
 let counter = 0;
 
-/**
- * A file that could not be written because its disk (or the user's quota) is full. The message
- * names the file and the folder to free space in; whatever was written before is untouched.
- */
-export class DiskFullError extends Error {
-  /**
-   * Creates the error.
-   * @param path the file that could not be written.
-   */
-  constructor(readonly path: string) {
-    super(
-      `cannot write ${path}: no space left on the disk; free space where ${
-        dirnameOf(path)
-      } lives, then run again`,
-    );
-    this.name = "DiskFullError";
-  }
-}
+export { DiskFullError };
 
 function dirnameOf(path: string): string {
   const i = path.lastIndexOf("/");

@@ -16,17 +16,9 @@
 
 import { writeFileAtomic } from "../io/atomic.ts";
 
-/** A checkpoint that cannot be read or written; the message names the file and the problem. */
-export class CheckpointError extends Error {
-  /**
-   * Creates the error.
-   * @param message full explanation, naming the file.
-   */
-  constructor(message: string) {
-    super(message);
-    this.name = "CheckpointError";
-  }
-}
+import { CheckpointError } from "../errors.ts";
+
+export { CheckpointError };
 
 /** A named f32 tensor on the CPU: row-major `data` of `shape`. */
 export interface HostTensor {
