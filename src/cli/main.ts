@@ -13,23 +13,13 @@
 import { fileURLToPath } from "node:url";
 import { type GpuContext, NoAdapterError } from "../gpu/device.ts";
 import { initGpu } from "../gpu/runtime.ts";
-import { CheckpointError } from "../nn/safetensors.ts";
-import { DataError } from "../data/idx.ts";
+import { isDfkdFault } from "../errors.ts";
 import { dataDirCandidates, type DatasetName } from "../data/datasets.ts";
 import { UsageError } from "./flags.ts";
 
-/** Names of the error classes the user can act on (some live in modules the CLI cannot import). */
-const USER_ERROR_NAMES = new Set([
-  "NumericalError",
-  "RunFolderError",
-  "DeviceLostError",
-  "DiskFullError",
-]);
-
 /** Errors the user can fix; printed as one line with exit code 2. */
 export function isUserError(e: unknown): boolean {
-  return e instanceof UsageError || e instanceof CheckpointError || e instanceof DataError ||
-    e instanceof NoAdapterError || (e instanceof Error && USER_ERROR_NAMES.has(e.name));
+  return isDfkdFault(e);
 }
 
 /**

@@ -11,11 +11,6 @@ let counter = 0;
 
 export { DiskFullError };
 
-function dirnameOf(path: string): string {
-  const i = path.lastIndexOf("/");
-  return i < 0 ? "." : i === 0 ? "/" : path.slice(0, i);
-}
-
 /** True for the operating system's "no space left" and "quota exceeded" errors. */
 export function isDiskFull(e: unknown): boolean {
   const code = (e as { code?: unknown })?.code;
