@@ -64,7 +64,6 @@ export {
   type DistillResult,
   evaluate,
   type SynthesisProgress,
-  type SynthesisSettings,
   type SynthesizeOptions,
   synthesizeTransferSet,
   trainTeacher,
@@ -74,15 +73,52 @@ export {
 } from "./src/api.ts";
 export type { LabelledImages, LrSchedule, TrainProgress } from "./src/nn/train.ts";
 
-// Settings of a run.
+// Settings of a run: the schema, the defaults, the presets, one resolver.
 export {
+  type AdversarialSettings,
+  type ConfigOverrides,
   DEFAULTS,
   type DfkdConfig,
-  largePreset,
+  type DistillationSettings,
   type Method,
   METHODS,
-  paperPreset,
-} from "./src/dfkd/config.ts";
+  type Preset,
+  presetOverrides,
+  PRESETS,
+  resolveConfig,
+  type ResolveOptions,
+  SETTINGS,
+  type SettingSpec,
+  type Stage,
+  type SynthesisSettings,
+  validateConfig,
+} from "./src/dfkd/settings.ts";
+
+// The stages of the method and the resumable run that composes them.
+export {
+  type DistillationHooks,
+  distillationStage,
+  type DistillationStageResult,
+  type SynthesisHooks,
+  synthesisStage,
+  type SynthesisStageProgress,
+  type SynthesisStageResult,
+  type TransferBatch,
+} from "./src/dfkd/pipeline.ts";
+export {
+  type RunContext,
+  runDfkd,
+  type RunEvent,
+  type RunMetrics,
+  type RunOutcome,
+} from "./src/dfkd/run.ts";
+export {
+  clearRunFolder,
+  lockRunFolder,
+  readRunFile,
+  type RunFile,
+  writeRunFile,
+} from "./src/dfkd/run_folder.ts";
 
 // The method's building blocks.
 export { buildFeatureModel, type FeatureModel, sampleFeatures } from "./src/dfkd/feature_model.ts";
@@ -137,8 +173,14 @@ export type { AdamOptions, SgdOptions } from "./src/ops/optim.ts";
 export {
   type LoadedModel,
   loadModel,
+  loadModelFromBytes,
   type LoadModelOptions,
+  loadTrainingState,
+  mapParameterNames,
+  modelFromSafetensors,
   saveModel,
+  saveTrainingState,
+  type TrainingState,
 } from "./src/nn/checkpoint.ts";
 export {
   CheckpointError,
@@ -160,8 +202,17 @@ export {
   findDataDir,
   loadSplit,
   missingDataMessage,
+  parseDatasetName,
   type Split,
 } from "./src/data/datasets.ts";
 
-// Errors raised by the method's loops.
-export { NumericalError } from "./src/dfkd/synthesis.ts";
+// Errors: one hierarchy.
+export {
+  DeviceLostError,
+  DfkdError,
+  DiskFullError,
+  isDfkdFault,
+  NumericalError,
+  RunFolderError,
+  SettingError,
+} from "./src/errors.ts";

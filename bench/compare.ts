@@ -10,7 +10,7 @@
  *
  * `--methods` picks the rows (default all four; `real` alone with `--samples 60000` gives the
  * student's accuracy when distilled on the whole real training set). Other settings are the
- * defaults of `deno task synth` (src/dfkd/config.ts), KD flips off for an MNIST teacher as there.
+ * defaults of `deno task synth` (src/dfkd/settings.ts), KD flips off for an MNIST teacher as there.
  *
  * @module
  */
@@ -18,7 +18,7 @@
 import { parseArgs } from "node:util";
 import { distill, evaluate, synthesizeTransferSet, type TransferSet } from "../src/api.ts";
 import { findDataDir, loadSplit } from "../src/data/datasets.ts";
-import { DEFAULTS, METHODS } from "../src/dfkd/config.ts";
+import { DEFAULTS, METHODS } from "../src/dfkd/settings.ts";
 import { initGpu } from "../src/gpu/runtime.ts";
 import { loadModel } from "../src/nn/checkpoint.ts";
 import { Rng } from "../src/random.ts";
@@ -28,9 +28,9 @@ const { values } = parseArgs({
   options: {
     teacher: { type: "string", default: "examples/teachers/lenet5-fashion-mnist.safetensors" },
     data: { type: "string" },
-    samples: { type: "string", default: String(DEFAULTS.samples) },
-    iterations: { type: "string", default: String(DEFAULTS.iterations) },
-    epochs: { type: "string", default: String(DEFAULTS.studentEpochs) },
+    samples: { type: "string", default: String(DEFAULTS.synthesis.samples) },
+    iterations: { type: "string", default: String(DEFAULTS.synthesis.iterations) },
+    epochs: { type: "string", default: String(DEFAULTS.distillation.epochs) },
     seed: { type: "string", default: "0" },
     methods: { type: "string", default: "soft-target,softmax-space,noise,real" },
   },
@@ -54,9 +54,8 @@ const teacherAcc = await evaluate(teacher, test);
 
 const rows: string[] = [];
 const run = async (label: string, transfer: TransferSet, synthSeconds: number) => {
-  // Digits are not mirror-symmetric: no KD flips for an MNIST teacher, as in `deno task synth`.
-  const flip = dataset !== "mnist";
-  const { student, seconds } = await distill(teacher, transfer, { epochs, seed, flip });
+  // The dataset's rule (no KD flips for MNIST) comes with `dataset`, as in `deno task synth`.
+  const { student, seconds } = await distill(teacher, transfer, { epochs, seed, dataset });
   const acc = await evaluate(student, test);
   student.dispose();
   const row = `| ${label} | ${(acc * 100).toFixed(2)}% | ${synthSeconds.toFixed(0)} | ${
@@ -95,7 +94,7 @@ console.log(
     `Teacher \`${values.teacher}\` (${dataset}, test accuracy ${
       (teacherAcc * 100).toFixed(2)
     }%), ` +
-    `student ${DEFAULTS.student}; ${samples} images, ${iterations} synthesis iterations, ` +
+    `student ${DEFAULTS.distillation.student}; ${samples} images, ${iterations} synthesis iterations, ` +
     `${epochs} KD epochs, seed ${seed}; adapter ${ctx.description}.`,
     "",
     "| transfer set | student test accuracy | synthesis s | distillation s |",

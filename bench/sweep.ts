@@ -5,9 +5,10 @@
  *
  * Usage:
  *   deno run -A bench/sweep.ts --teacher FILE --data DIR --seeds 0,1,2 --out FILE.md \
- *     --base '{"samples": 4000}' --setting 'base={}' --setting 'σ 3={"sigma": 3}' ...
+ *     --base '{"synthesis": {"samples": 4000}}' --setting 'base={}' \
+ *     --setting 'σ 3={"synthesis": {"sigma": 3}}' ...
  *
- * `--base` and each `--setting` are JSON objects of `DfkdConfig` fields (src/dfkd/config.ts) laid
+ * `--base` and each `--setting` are JSON objects of `ConfigOverrides` (src/dfkd/settings.ts) laid
  * over the defaults, the setting's last. Accuracies are those of the final epoch (choosing the best
  * epoch would use test data a data-free user does not have).
  *
@@ -17,7 +18,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { findDataDir, loadSplit } from "../src/data/datasets.ts";
-import { DEFAULTS, type DfkdConfig } from "../src/dfkd/config.ts";
+import { type ConfigOverrides, resolveConfig } from "../src/dfkd/settings.ts";
 import { runDfkd } from "../src/dfkd/run.ts";
 import { initGpu } from "../src/gpu/runtime.ts";
 import { loadModel } from "../src/nn/checkpoint.ts";
@@ -36,7 +37,7 @@ const { values } = parseArgs({
 
 const ctx = await initGpu();
 const seeds = values.seeds!.split(",").map(Number);
-const base = JSON.parse(values.base!) as Partial<DfkdConfig>;
+const base = JSON.parse(values.base!) as ConfigOverrides;
 const { model: teacher, metadata } = await loadModel(values.teacher!);
 const dataset = (metadata.dataset ?? "fashion-mnist") as "fashion-mnist" | "mnist";
 const dir = findDataDir(dataset, values.data);
@@ -55,12 +56,12 @@ const rows: string[] = [];
 for (const s of values.setting!) {
   const eq = s.indexOf("=");
   const label = s.slice(0, eq);
-  const change = JSON.parse(s.slice(eq + 1)) as Partial<DfkdConfig>;
+  const change = JSON.parse(s.slice(eq + 1)) as ConfigOverrides;
   const accs: number[] = [];
   let synth = 0;
   let kd = 0;
   for (const seed of seeds) {
-    const cfg: DfkdConfig = { ...DEFAULTS, ...base, ...change, seed };
+    const cfg = resolveConfig({ dataset, overrides: merge(merge(base, change), { seed }) });
     const out = join(tmp, `${rows.length}-${seed}`);
     const res = await runDfkd(cfg, out, {
       teacher,
@@ -93,3 +94,17 @@ if (values.out) {
   );
 }
 await Deno.remove(tmp, { recursive: true });
+
+/** `b` over `a`, stage by stage. */
+function merge(a: ConfigOverrides, b: ConfigOverrides): ConfigOverrides {
+  return {
+    ...a,
+    ...b,
+    synthesis: { ...a.synthesis, ...b.synthesis },
+    distillation: {
+      ...a.distillation,
+      ...b.distillation,
+      adversarial: { ...a.distillation?.adversarial, ...b.distillation?.adversarial },
+    },
+  };
+}

@@ -14,9 +14,13 @@
  * @module
  */
 
-import { DEFAULTS, type DfkdConfig, METHODS } from "./dfkd/config.ts";
-import { type AdversarialOptions, distill as distillLoop } from "./dfkd/distill.ts";
-import { synthesizeTransferBatch, teacherFeatureModel } from "./dfkd/transfer_set.ts";
+import { distillationStage, synthesisStage } from "./dfkd/pipeline.ts";
+import {
+  type AdversarialSettings,
+  type DistillationSettings,
+  resolveConfig,
+  type SynthesisSettings,
+} from "./dfkd/settings.ts";
 import { initGpu } from "./gpu/runtime.ts";
 import type { Sequential } from "./nn/layers.ts";
 import { type Architecture, ARCHITECTURES, buildModel } from "./nn/models.ts";
@@ -29,7 +33,6 @@ import {
   trainClassifier,
   type TrainProgress,
 } from "./nn/train.ts";
-import { Rng } from "./random.ts";
 
 /** Options of {@link trainTeacher}; every field is optional. */
 export interface TrainTeacherOptions {
@@ -127,29 +130,6 @@ export async function trainTeacher(
   }
 }
 
-/**
- * The settings that determine a transfer set; defaults are those of {@link DEFAULTS}
- * (the CLI's `deno task synth` defaults), so equal settings give the CLI's transfer set.
- */
-export type SynthesisSettings = Pick<
-  DfkdConfig,
-  | "method"
-  | "layer"
-  | "sigma"
-  | "tau"
-  | "lambdaAct"
-  | "actNorm"
-  | "samples"
-  | "iterations"
-  | "batchSize"
-  | "synthLr"
-  | "synthJitter"
-  | "synthFlip"
-  | "synthSmooth"
-  | "seed"
-  | "logEvery"
->;
-
 /** Progress of {@link synthesizeTransferSet}, reported every `logEvery` iterations of a batch. */
 export interface SynthesisProgress {
   /** Index of the batch being synthesised, 0-based. */
@@ -162,17 +142,21 @@ export interface SynthesisProgress {
   samplesDone: number;
   /** Transfer-set size N. */
   samples: number;
-  /**
-   * Synthesis loss `KL + λ_a·L_a` of the batch at this iteration, in nats (0 for `noise`, NaN when
-   * `iterations` is 0).
-   */
+  /** Synthesis loss `KL + λ_a·L_a` of the batch at this iteration, in nats (0 for `noise`). */
   loss: number;
   /** True on the single report made when a batch is finished (then `samplesDone` is whole). */
   done: boolean;
 }
 
-/** Options of {@link synthesizeTransferSet}: any synthesis setting, plus a progress callback. */
+/**
+ * Options of {@link synthesizeTransferSet}: any synthesis setting (defaults: {@link DEFAULTS}'s
+ * `synthesis`, those of `deno task synth`), the seed, and a progress callback.
+ */
 export type SynthesizeOptions = Partial<SynthesisSettings> & {
+  /** Seed of every random draw. Default 0. */
+  seed?: number;
+  /** Read the loss back every this many iterations. Default 10. */
+  logEvery?: number;
   /**
    * Called every `logEvery` iterations of each batch, and once with `done: true` when a batch is
    * finished.
@@ -199,18 +183,16 @@ export interface TransferSet {
  * the teacher, then optimises noise images with Adam to minimise
  * `(1/n) Σ KL(y_i ‖ softmax(teacher(x̂_i)/τ)) + λ_a·L_a`, pixels clamped to [0, 1].
  *
- * Deterministic by `seed` exactly as `deno task synth`: batch `b` draws from
- * `new Rng(seed).fork("synthesis-batch-b")`, its features from `.fork("features")` and its initial
- * pixels from `.fork("pixels")`, so equal settings give the CLI's transfer set on the same adapter.
- * Freezes the teacher (`setTrainable(false)`).
+ * It runs the same synthesis stage as `deno task synth`, so equal settings and seed give the
+ * CLI's transfer set on the same adapter. Freezes the teacher (`setTrainable(false)`).
  *
  * @param teacher a classifier on `[N, 1, 32, 32]` inputs with a fully connected layer `layer`.
  * @returns images `[N, 1, 32, 32]` in [0, 1] and soft targets `[N, classes]`.
- * @throws {RangeError} when `layer` is not a fully connected layer of the teacher, or a setting is
- *   out of range (σ ≤ 0, τ ≤ 0, non-integer sizes).
+ * @throws {SettingError} (a `RangeError`) when a setting is out of range or `layer` is not a fully
+ *   connected layer of the teacher; the message names the setting's key.
  * @throws {CheckpointError} when the layer's weights give no feature-space model (a degenerate
  *   teacher).
- * @throws {NumericalError} when the synthesis loss becomes NaN or infinite (lower `synthLr`).
+ * @throws {NumericalError} when the synthesis loss becomes NaN or infinite (lower `lr`).
  * @throws {NoAdapterError} when no WebGPU adapter is available.
  *
  * @example
@@ -224,50 +206,31 @@ export async function synthesizeTransferSet(
   opts: SynthesizeOptions = {},
 ): Promise<TransferSet> {
   await initGpu();
-  const { onProgress, ...given } = opts;
-  const cfg: DfkdConfig = { ...DEFAULTS };
-  for (const [k, v] of Object.entries(given)) {
-    if (v !== undefined) (cfg as unknown as Record<string, unknown>)[k] = v;
-  }
-  const n = positiveInt(cfg.samples, "samples");
-  const bs = positiveInt(cfg.batchSize, "batchSize");
-  nonNegativeInt(cfg.iterations, "iterations");
-  positiveInt(cfg.logEvery, "logEvery");
-  safeInt(cfg.seed, "seed");
-  positive(cfg.sigma, "sigma");
-  positive(cfg.tau, "tau");
-  positive(cfg.synthLr, "synthLr");
-  if (!(cfg.lambdaAct >= 0)) throw new RangeError(`lambdaAct must be >= 0, got ${cfg.lambdaAct}`);
-  if (!METHODS.includes(cfg.method)) {
-    throw new RangeError(`unknown method "${cfg.method}"; use ${METHODS.join(", ")}`);
-  }
-
-  teacher.setTrainable(false);
-  const per = teacher.inputShape.reduce((a, b) => a * b, 1);
-  const classes = teacher.shapes(1).at(-1)!.shape[1];
-  const fm = await teacherFeatureModel(teacher, cfg);
-  const images = new Float32Array(n * per);
-  const targets = new Float32Array(n * classes);
-  const batches = Math.ceil(n / bs);
-  const root = new Rng(cfg.seed);
-  const t0 = performance.now();
-  for (let b = 0; b < batches; b++) {
-    const start = b * bs;
-    const bn = Math.min(bs, n - start);
-    const rng = root.fork(`synthesis-batch-${b}`);
-    const report = (iteration: number, samplesDone: number, loss: number, done: boolean) =>
-      onProgress?.({ batch: b, batches, iteration, samplesDone, samples: n, loss, done });
-    const res = await synthesizeTransferBatch(teacher, fm, cfg, bn, rng, (iteration, loss) => {
-      if (iteration < cfg.iterations) {
-        report(iteration, start + (bn * iteration) / cfg.iterations, loss, false);
+  const { onProgress, seed, logEvery, ...synthesis } = opts;
+  const cfg = resolveConfig({ overrides: { synthesis, seed, logEvery } });
+  const out = await synthesisStage(teacher, cfg, {
+    onProgress: (p) => {
+      // One report per logged iteration and one when the batch is done.
+      if (p.done || p.iteration < cfg.synthesis.iterations) {
+        onProgress?.({
+          batch: p.batch,
+          batches: p.batches,
+          iteration: p.iteration,
+          samplesDone: p.samplesDone,
+          samples: p.samples,
+          loss: p.loss,
+          done: p.done,
+        });
       }
-    });
-    // Without shouldStop, a batch always returns a result.
-    images.set(res!.images, start * per);
-    targets.set(res!.targets, start * classes);
-    report(cfg.iterations, start + bn, res!.loss, true);
-  }
-  return { images, softTargets: targets, count: n, seconds: (performance.now() - t0) / 1000 };
+    },
+  });
+  // Without shouldStop the stage always returns a result.
+  return {
+    images: out!.images,
+    softTargets: out!.targets,
+    count: cfg.synthesis.samples,
+    seconds: out!.seconds,
+  };
 }
 
 /** Progress of {@link distill}, reported every `logEvery` steps and at the end of each epoch. */
@@ -282,39 +245,29 @@ export interface DistillProgress {
   loss: number;
 }
 
-/** Options of {@link distill}; defaults are those of {@link DEFAULTS} (`deno task synth`). */
-export interface DistillOptions {
-  /** Student architecture. Default `"lenet5-half"` (35,820 parameters). */
-  student?: Architecture;
-  /** Passes over the transfer set, an integer ≥ 1. Default 120 (`DEFAULTS.studentEpochs`). */
-  epochs?: number;
-  /** Images per Adam step, an integer ≥ 1 (clamped to the set size). Default 128. */
-  batchSize?: number;
-  /** Peak Adam learning rate (> 0), cosine-decayed to 1% over all steps. Default 0.002. */
-  lr?: number;
-  /** KD temperature τ > 0. Default 2 (paper: 20). */
-  tau?: number;
-  /** Random ±2-pixel shifts of each batch before the teacher relabels it. Default true. */
-  shift?: boolean;
-  /** Random horizontal flips of each batch before the teacher relabels it. Default true. */
-  flip?: boolean;
-  /** Mixup (λ ~ U(0, 1)) of each batch before the teacher relabels it. Default true. */
-  mixup?: boolean;
-  /**
-   * Adversarial exploration: signed-gradient ascent steps on `τ²·KL(teacher ‖ student)` (the
-   * gradient through both networks) that move part of each batch toward where student and teacher
-   * disagree before the teacher relabels it. Default `DEFAULTS.kdAdvSteps` (0, off),
-   * `kdAdvStepSize` (0.05) and `kdAdvFraction` (0.5); a step size or fraction outside [0, 1] or a
-   * negative or fractional step count throws a `RangeError`.
-   */
-  adversarial?: Partial<AdversarialOptions>;
-  /** Seed of the shuffling and augmentation; the student is initialised from `seed + 1`. Default 0. */
-  seed?: number;
-  /** Read the loss back every this many steps (each read is a GPU round trip). Default 10. */
-  logEvery?: number;
-  /** Called every `logEvery` steps and at the end of each epoch. */
-  onProgress?: (p: DistillProgress) => void;
-}
+/**
+ * Options of {@link distill}: any distillation setting (defaults: {@link DEFAULTS}'s
+ * `distillation`, those of `deno task synth`: a `lenet5-half` student, 120 epochs of 128 images,
+ * Adam at 0.002 with cosine decay, τ 2, shifts, flips and mixup relabelled by the teacher, no
+ * adversarial exploration), the seed, the teacher's dataset and a progress callback.
+ */
+export type DistillOptions =
+  & Partial<Omit<DistillationSettings, "adversarial">>
+  & {
+    /** Adversarial exploration; each field defaults to {@link DEFAULTS}'s. */
+    adversarial?: Partial<AdversarialSettings>;
+    /** Seed of the shuffling and augmentation; the student is built from `seed + 1`. Default 0. */
+    seed?: number;
+    /** Read the loss back every this many steps (each read is a GPU round trip). Default 10. */
+    logEvery?: number;
+    /**
+     * The teacher's dataset: for `"mnist"`, `flip` defaults to false (digits are not
+     * mirror-symmetric), as in `deno task synth`.
+     */
+    dataset?: string;
+    /** Called every `logEvery` steps and at the end of each epoch. */
+    onProgress?: (p: DistillProgress) => void;
+  };
 
 /** What {@link distill} returns. */
 export interface DistillResult {
@@ -331,15 +284,16 @@ export interface DistillResult {
 /**
  * Distils a new student from the teacher on a transfer set (Wang, AAAI 2021, §3, step 4) with the
  * knowledge-distillation loss of Hinton et al. (2015): `τ² · CE(softmax(t/τ), softmax(s/τ))`,
- * t and s the teacher's and the student's logits. Each batch may be shifted and flipped and is
- * then relabelled by the teacher, so `transfer.softTargets` are not used here (only the images).
- * The student is built as `buildModel(student, seed + 1)`, as `deno task synth` does.
+ * t and s the teacher's and the student's logits. Each batch may be shifted, flipped and mixed and
+ * is then relabelled by the teacher, so `transfer.softTargets` are not used here (only the
+ * images). It runs the same distillation stage as `deno task synth` (the student is
+ * `buildModel(student, seed + 1)`), so equal settings give the CLI's student.
  *
  * @param transfer a transfer set from {@link synthesizeTransferSet} (or any images `[N, 1, 32, 32]`
  *   in [0, 1]).
  * @returns the student and the loop's speed.
- * @throws {RangeError} when the transfer set is empty or its arrays do not match `count`, or an
- *   option is out of range.
+ * @throws {RangeError} when the transfer set is empty or its arrays do not match `count`.
+ * @throws {SettingError} (a `RangeError`) when a setting is out of range; the message names it.
  * @throws {NumericalError} when the KD loss becomes NaN or infinite (lower `lr` or `tau`).
  * @throws {NoAdapterError} when no WebGPU adapter is available.
  *
@@ -354,21 +308,12 @@ export async function distill(
   opts: DistillOptions = {},
 ): Promise<DistillResult> {
   await initGpu();
-  const arch = opts.student ?? DEFAULTS.student;
-  checkArch(arch, "student");
-  const seed = safeInt(opts.seed ?? DEFAULTS.seed, "seed");
-  const epochs = positiveInt(opts.epochs ?? DEFAULTS.studentEpochs, "epochs");
-  const batchSize = positiveInt(opts.batchSize ?? DEFAULTS.studentBatchSize, "batchSize");
-  const lr = positive(opts.lr ?? DEFAULTS.studentLr, "lr");
-  const tau = positive(opts.tau ?? DEFAULTS.kdTau, "tau");
-  const logEvery = positiveInt(opts.logEvery ?? DEFAULTS.logEvery, "logEvery");
-  const adv = opts.adversarial ?? {};
-  const adversarial: AdversarialOptions = {
-    steps: nonNegativeInt(adv.steps ?? DEFAULTS.kdAdvSteps, "adversarial.steps"),
-    stepSize: unitRange(adv.stepSize ?? DEFAULTS.kdAdvStepSize, "adversarial.stepSize"),
-    fraction: unitRange(adv.fraction ?? DEFAULTS.kdAdvFraction, "adversarial.fraction"),
-  };
-  const n = positiveInt(transfer.count, "transfer.count");
+  const { onProgress, seed, logEvery, dataset, ...distillation } = opts;
+  const cfg = resolveConfig({ dataset, overrides: { distillation, seed, logEvery } });
+  const n = transfer.count;
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new RangeError(`distill: transfer.count must be an integer >= 1, got ${n}`);
+  }
   const per = teacher.inputShape.reduce((a, b) => a * b, 1);
   if (transfer.images.length !== n * per) {
     throw new RangeError(
@@ -376,33 +321,13 @@ export async function distill(
         `[${n}, ${teacher.inputShape}] (${n * per})`,
     );
   }
-  const classes = teacher.shapes(1).at(-1)!.shape[1];
-  const student = buildModel(arch, seed + 1, classes);
-  try {
-    const t0 = performance.now();
-    const out = await distillLoop(teacher, student, transfer.images, n, {
-      epochs,
-      batchSize,
-      lr,
-      tau,
-      shift: opts.shift ?? DEFAULTS.kdShift,
-      flip: opts.flip ?? DEFAULTS.kdFlip,
-      mixup: opts.mixup ?? DEFAULTS.kdMixup,
-      adversarial,
-      seed,
-      logEvery,
-    }, { onProgress: opts.onProgress });
-    const seconds = (performance.now() - t0) / 1000;
-    return {
-      student,
-      seconds,
-      imagesPerSecond: out.imagesSeen / seconds,
-      finalLoss: out.finalLoss,
-    };
-  } catch (e) {
-    student.dispose();
-    throw e;
-  }
+  const out = await distillationStage(teacher, transfer.images, n, cfg, { onProgress });
+  return {
+    student: out.student!,
+    seconds: out.seconds,
+    imagesPerSecond: out.imagesSeen / out.seconds,
+    finalLoss: out.finalLoss,
+  };
 }
 
 /**
@@ -443,18 +368,6 @@ function positiveInt(v: number, name: string): number {
   if (!Number.isSafeInteger(v) || v < 1) {
     throw new RangeError(`${name} must be an integer >= 1, got ${v}`);
   }
-  return v;
-}
-
-function nonNegativeInt(v: number, name: string): number {
-  if (!Number.isSafeInteger(v) || v < 0) {
-    throw new RangeError(`${name} must be an integer >= 0, got ${v}`);
-  }
-  return v;
-}
-
-function unitRange(v: number, name: string): number {
-  if (!(v >= 0 && v <= 1)) throw new RangeError(`${name} must be in [0, 1], got ${v}`);
   return v;
 }
 

@@ -74,11 +74,15 @@ export class DiskFullError extends DfkdError {
   /**
    * Creates the error.
    * @param path the file that could not be written.
+   * @param resumeDir the run folder whose finished work is kept, if any.
    */
-  constructor(readonly path: string) {
+  constructor(readonly path: string, resumeDir?: string) {
     const i = path.lastIndexOf("/");
     const dir = i < 0 ? "." : i === 0 ? "/" : path.slice(0, i);
-    super(`cannot write ${path}: no space left on the disk; free space where ${dir} lives`);
+    super(
+      `cannot write ${path}: no space left on the disk; free space where ${dir} lives`,
+      resumeDir,
+    );
   }
 }
 

@@ -9,7 +9,6 @@ import assert from "node:assert/strict";
 import * as mod from "../mod.ts";
 import {
   buildModel,
-  DEFAULTS,
   distill,
   evaluate,
   type LabelledImages,
@@ -18,6 +17,7 @@ import {
   trainTeacher,
 } from "../mod.ts";
 import { runDfkd } from "../src/dfkd/run.ts";
+import { resolveConfig } from "../src/dfkd/settings.ts";
 import { loadSafetensors } from "../src/nn/safetensors.ts";
 import { gpuReady } from "./helpers.ts";
 
@@ -94,8 +94,13 @@ Deno.test("mod.ts exports the public surface and no internals", () => {
       "sampleFeatures",
       "softTargets",
       "DEFAULTS",
-      "paperPreset",
-      "largePreset",
+      "SETTINGS",
+      "resolveConfig",
+      "presetOverrides",
+      "validateConfig",
+      "synthesisStage",
+      "distillationStage",
+      "runDfkd",
       "loadSplit",
       "findDataDir",
       "NoAdapterError",
@@ -104,7 +109,7 @@ Deno.test("mod.ts exports the public surface and no internals", () => {
       "NumericalError",
     ]
   ) assert.ok(name in mod, `mod.ts does not export ${name}`);
-  for (const name of ["dispatch", "bufferPool", "runDfkd", "adamStep", "matmul", "gatherBatch"]) {
+  for (const name of ["dispatch", "bufferPool", "adamStep", "matmul", "gatherBatch"]) {
     assert.ok(!(name in mod), `mod.ts exports the internal ${name}`);
   }
 });
@@ -227,10 +232,12 @@ Deno.test("the API's transfer set is the one the run folder (deno task synth) wr
   const teacher: Sequential = buildModel("lenet5", 5);
   const dir = await Deno.makeTempDir({ prefix: "dfkd-api-" });
   try {
-    const settings = { samples: 7, batchSize: 3, iterations: 4, seed: 11, sigma: 2, tau: 10 };
-    const api = await synthesizeTransferSet(teacher, settings);
+    const synthesis = { samples: 7, batchSize: 3, iterations: 4, sigma: 2, tau: 10 };
+    const distillation = { epochs: 2, batchSize: 3 };
+    const api = await synthesizeTransferSet(teacher, { ...synthesis, seed: 11 });
+    const apiStudent = await distill(teacher, api, { ...distillation, seed: 11 });
     const out = await runDfkd(
-      { ...DEFAULTS, ...settings, studentEpochs: 1, studentBatchSize: 7 },
+      resolveConfig({ overrides: { synthesis, distillation, seed: 11 } }),
       dir,
       {
         teacher,
@@ -245,6 +252,12 @@ Deno.test("the API's transfer set is the one the run folder (deno task synth) wr
     const cli = (await loadSafetensors(`${dir}/transfer-set.safetensors`)).tensors;
     assert.deepEqual(cli.images.data, api.images);
     assert.deepEqual(cli.soft_targets.data, api.softTargets);
+    // And the same student, bit for bit.
+    const cliStudent = (await loadSafetensors(`${dir}/student.safetensors`)).tensors;
+    for (const p of apiStudent.student.parameters()) {
+      assert.deepEqual(cliStudent[p.name].data, await p.value.read(), p.name);
+    }
+    apiStudent.student.dispose();
   } finally {
     teacher.dispose();
     await Deno.remove(dir, { recursive: true });

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { DEFAULTS } from "../src/dfkd/config.ts";
+import { DEFAULTS } from "../src/dfkd/settings.ts";
 import { saveModel } from "../src/nn/checkpoint.ts";
 import { buildModel } from "../src/nn/models.ts";
 import {
@@ -196,7 +196,7 @@ Deno.test("synth: unknown flags and bad numbers name the flag", async () => {
     [["--sigma", "nan"], ["--sigma", "number"]],
     [["--synth-lr", "Infinity"], ["--synth-lr", "number"]],
     [["--method", "magic"], ["--method", "soft-target"]],
-    [["--samples"], ["--samples needs a value", String(DEFAULTS.samples)]],
+    [["--samples"], ["--samples needs a value", String(DEFAULTS.synthesis.samples)]],
     [["--samples", "--tau", "3"], ["--samples needs a value"]],
     [["--layer", "conv1"], ["--layer conv1", "fc1, fc2, fc3"]],
   ];
@@ -218,7 +218,7 @@ Deno.test("synth: a batch larger than the adapter's buffer limits is refused", a
 /** A run folder as a run leaves it: run.json, plus metrics.json when finished. */
 async function fakeRun(dir: string, finished: boolean): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
-  const config = { samples: 8, batchSize: 8, seed: 0 };
+  const config = { synthesis: { samples: 8, batchSize: 8 }, seed: 0 };
   await Deno.writeTextFile(
     join(dir, "run.json"),
     JSON.stringify({ config, teacher, dataset: "fashion-mnist" }),
@@ -269,7 +269,7 @@ Deno.test("synth: --resume whose teacher is gone or changed says so", async () =
   const changed = join(tmp, "teacher-changed");
   await Deno.mkdir(gone);
   await Deno.mkdir(changed);
-  const config = { samples: 8, batchSize: 8, seed: 0 };
+  const config = { synthesis: { samples: 8, batchSize: 8 }, seed: 0 };
   const missing = join(tmp, "deleted.safetensors");
   await Deno.writeTextFile(
     join(gone, "run.json"),

@@ -25,9 +25,14 @@ interface CliResult {
 }
 
 function synth(args: string[], opts: { cwd?: string; task?: boolean } = {}): Deno.Command {
+  // `deno task` keeps an INIT_CWD it inherits (this suite may run under `deno task test`).
+  const env = Deno.env.toObject();
+  delete env.INIT_CWD;
   return new Deno.Command(Deno.execPath(), {
     args: opts.task ? ["task", "synth", ...args] : ["run", "-A", CLI, ...args],
     cwd: opts.cwd,
+    env,
+    clearEnv: true,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -231,24 +236,16 @@ Deno.test("a hand-edited or corrupt run.json is refused on resume, naming the se
   const dir = join(tmp, "edited");
   await killWhen(["--teacher", teacher, "--out", dir, ...SLOW], join(dir, "run.json"));
   const original = await Deno.readTextFile(join(dir, "run.json"));
-  const cases: [string, (r: Record<string, unknown>) => void, string[]][] = [
-    ["samples text", (r) => (r.config as Record<string, unknown>).samples = "abc", [
-      "samples",
-      "whole number",
-    ]],
-    ["samples negative", (r) => (r.config as Record<string, unknown>).samples = -5, [
-      "samples",
-      "≥ 1",
-    ]],
-    ["unknown student", (r) => (r.config as Record<string, unknown>).student = "resnet", [
-      "student",
-      "lenet5",
-    ]],
-    ["tau zero", (r) => (r.config as Record<string, unknown>).tau = 0, ["tau", "> 0"]],
-    ["flip not boolean", (r) => (r.config as Record<string, unknown>).kdFlip = "yes", [
-      "kdFlip",
-      "true or false",
-    ]],
+  // deno-lint-ignore no-explicit-any
+  type Run = any;
+  const cases: [string, (r: Run) => void, string[]][] = [
+    ["samples text", (r) => r.config.synthesis.samples = "abc", ["--samples", "whole number"]],
+    ["samples negative", (r) => r.config.synthesis.samples = -5, ["--samples", "≥ 1"]],
+    ["unknown student", (r) => r.config.distillation.student = "resnet", ["--student", "lenet5"]],
+    ["tau zero", (r) => r.config.synthesis.tau = 0, ["--tau", "> 0"]],
+    ["flip not boolean", (r) => r.config.distillation.flip = "yes", ["--kd-flip", "true or false"]],
+    ["unknown setting", (r) => r.config.synthesis.speed = 3, ["synthesis.speed", "unknown"]],
+    ["flat, as before", (r) => r.config = { samples: 8 }, ["earlier version", "--force"]],
     ["unknown dataset", (r) => r.dataset = "cifar10", ["dataset", "fashion-mnist"]],
     ["config missing", (r) => delete r.config, ["no config", "--force"]],
   ];

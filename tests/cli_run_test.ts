@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { findDataDir } from "../src/data/datasets.ts";
-import { DEFAULTS, type DfkdConfig } from "../src/dfkd/config.ts";
+import { DEFAULTS, resolveConfig } from "../src/dfkd/settings.ts";
+import { asCliError } from "../src/cli/synth_flags.ts";
 import { DeviceLostError, runDfkd } from "../src/dfkd/run.ts";
 import { isUserError } from "../src/cli/main.ts";
 import { FLAGS } from "../src/cli/synth.ts";
@@ -272,14 +273,12 @@ Deno.test("a device loss stops the run after saving finished work; resume finish
   await gpuReady;
   const { model } = await loadModel(teacher);
   const dir = join(tmp, "device-lost");
-  const cfg: DfkdConfig = {
-    ...DEFAULTS,
-    samples: 12,
-    batchSize: 4,
-    iterations: 2,
-    studentEpochs: 3,
-    studentBatchSize: 4,
-  };
+  const cfg = resolveConfig({
+    overrides: {
+      synthesis: { samples: 12, batchSize: 4, iterations: 2 },
+      distillation: { epochs: 3, batchSize: 4 },
+    },
+  });
   const ctx = {
     teacher: model,
     teacherName: teacher,
@@ -301,7 +300,9 @@ Deno.test("a device loss stops the run after saving finished work; resume finish
       runDfkd(cfg, dir, { ...ctx, deviceLost: lostAfter("synth-00000.safetensors") }),
       (e: Error) => {
         assert.ok(e instanceof DeviceLostError && isUserError(e));
-        assert.match(e.message, /lost during synthesis \(simulated loss\).*--resume/);
+        assert.equal(e.resumeDir, dir);
+        const shown = (asCliError(e) as Error).message; // as the CLI prints it
+        assert.match(shown, /lost during synthesis \(simulated loss\).*--resume/);
         return true;
       },
     );
@@ -369,8 +370,8 @@ Deno.test({
     assert.ok(m.synthesis_seconds > 0 && m.distillation_seconds > 0);
     assert.equal(m.method, "soft-target");
     assert.equal(m.layer, "fc2");
-    assert.equal(m.flags.samples, n);
-    assert.equal(m.flags.studentEpochs, 2);
+    assert.equal(m.settings.synthesis.samples, n);
+    assert.equal(m.settings.distillation.epochs, 2);
     assert.equal(m.test_set, DATA);
     assert.match(r.stdout, /teacher test accuracy\s+\d+\.\d\d%/);
     const stats = m.transfer_set_stats;
@@ -418,16 +419,14 @@ Deno.test("--preset paper and --preset large set their settings; explicit flags 
   ]);
   assertOk(r);
   const cfg = JSON.parse(await Deno.readTextFile(join(out, "run.json"))).config;
+  const { synthesis: s, distillation: d } = cfg;
   assert.deepEqual(
-    [cfg.sigma, cfg.tau, cfg.lambdaAct, cfg.actNorm, cfg.synthLr, cfg.layer],
+    [s.sigma, s.tau, s.lambdaAct, s.actNorm, s.lr, s.layer],
     [1.5, 20, 0.05, "sample-l1", 0.001, "fc2"],
   );
-  assert.deepEqual([cfg.kdTau, cfg.kdShift, cfg.kdFlip, cfg.kdMixup], [20, false, false, false]);
+  assert.deepEqual([d.tau, d.shift, d.flip, d.mixup], [20, false, false, false]);
   // Explicit flags win over the preset's 48,000 × 1,500 on batches of 100 and 200 epochs.
-  assert.deepEqual(
-    [cfg.samples, cfg.batchSize, cfg.iterations, cfg.studentEpochs],
-    [8, 4, 2, 1],
-  );
+  assert.deepEqual([s.samples, s.batchSize, s.iterations, d.epochs], [8, 4, 2, 1]);
   assert.match(r.stdout, /transfer set check/);
 
   // 24,000 samples take a while: stop the run once its settings are written.
@@ -435,10 +434,14 @@ Deno.test("--preset paper and --preset large set their settings; explicit flags 
   const args = ["--teacher", teacher, "--preset", "large", "--iterations", "2", "--out", largeOut];
   assert.equal((await interruptWhen(args, join(largeOut, "run.json"), "SIGINT")).code, 130);
   const large = JSON.parse(await Deno.readTextFile(join(largeOut, "run.json"))).config;
-  assert.deepEqual([large.samples, large.studentEpochs, large.iterations], [24000, 100, 2]);
-  const { samples: _s, studentEpochs: _e, iterations: _i, ...rest } = large;
-  const { samples: _ds, studentEpochs: _de, iterations: _di, ...defaults } = DEFAULTS;
-  assert.deepEqual(rest, defaults); // the rest stays at the defaults
+  const ls = large.synthesis;
+  assert.deepEqual([ls.samples, large.distillation.epochs, ls.iterations], [24000, 100, 2]);
+  // The rest stays at the defaults.
+  const expected = structuredClone(DEFAULTS);
+  expected.synthesis.samples = 24000;
+  expected.synthesis.iterations = 2;
+  expected.distillation.epochs = 100;
+  assert.deepEqual(large, expected);
 });
 
 Deno.test("an MNIST teacher gets no KD flips by default; an explicit --kd-flip wins", async () => {
@@ -453,7 +456,7 @@ Deno.test("an MNIST teacher gets no KD flips by default; an explicit --kd-flip w
     assertOk(await cli("synth", [...tiny, ...more, ...extra, "--out", out]));
     const metrics = JSON.parse(await Deno.readTextFile(join(out, "metrics.json")));
     assert.equal(metrics.dataset, "mnist");
-    assert.equal(metrics.flags.kdFlip, flip);
+    assert.equal(metrics.settings.distillation.flip, flip);
   }
 });
 
@@ -468,7 +471,9 @@ Deno.test("--help lists every flag with its default", async () => {
   }
   assert.match(
     r.stdout,
-    new RegExp(`--samples <integer>\\n\\s+Transfer-set size\\. \\(default: ${DEFAULTS.samples}\\)`),
+    new RegExp(
+      `--samples <integer>\\n\\s+Transfer-set size\\. \\(default: ${DEFAULTS.synthesis.samples}\\)`,
+    ),
   );
   for (const tool of ["eval", "train_teacher"]) {
     const h = await cli(tool, ["--help"]);

@@ -5,12 +5,13 @@
  */
 
 import assert from "node:assert/strict";
-import { DEFAULTS } from "../src/dfkd/config.ts";
+import { DEFAULTS, resolveConfig } from "../src/dfkd/settings.ts";
 import { transferSetStats, transferSetWarning } from "../src/dfkd/diagnostics.ts";
 import { runDfkd } from "../src/dfkd/run.ts";
 import { buildModel } from "../src/nn/models.ts";
 import { evaluate, predict } from "../src/nn/train.ts";
 import { gpuReady, randArray } from "./helpers.ts";
+import { inFlagTerms } from "../src/cli/synth_flags.ts";
 
 Deno.test("transferSetStats counts classes, agreement and saturated pixels", () => {
   // Teacher classes 0, 0, 2, 1; soft-target argmaxes 0, 1, 2, 2: two agree.
@@ -39,14 +40,19 @@ Deno.test("transferSetWarning: silent up to half in one class, else names the cl
     target_agreement: agreement,
     saturated_pixels: saturated,
   });
-  const cfg = { method: DEFAULTS.method, lambdaAct: 0, sigma: 6 };
+  const cfg = { method: DEFAULTS.synthesis.method, lambdaAct: 0, sigma: 6 };
   assert.equal(transferSetWarning(stats([5, 5, 0]), cfg), null);
   const names = ["T-shirt/top", "Trouser", "Bag"];
   const act = transferSetWarning(stats([0, 1, 9], 0.99), { ...cfg, lambdaAct: 0.05 }, names);
   assert.match(act!, /90\.0% of the transfer set in one class \(Bag\)/);
-  assert.match(act!, /99\.0% of the pixels.*--lambda-act 0/);
+  // The library names settings by key; the CLI shows them as flags.
+  assert.match(act!, /99\.0% of the pixels.*synthesis\.lambdaAct 0/);
+  assert.match(inFlagTerms(act!), /99\.0% of the pixels.*--lambda-act 0/);
   const sigma = transferSetWarning(stats([0, 6, 4], 0.1, 0.25), cfg);
-  assert.match(sigma!, /class \(1\).*match 25\.0% of their soft targets.*--sigma \(now 6\)/);
+  assert.match(
+    inFlagTerms(sigma!),
+    /class \(1\).*match 25\.0% of their soft targets.*--sigma \(now 6\)/,
+  );
   const noise = transferSetWarning(stats([10, 0, 0]), { ...cfg, method: "noise" }, names);
   assert.match(noise!, /100\.0% .*T-shirt\/top.*`noise` baseline/);
 });
@@ -81,7 +87,12 @@ Deno.test("a run whose teacher files every image under one class warns before di
   const order: string[] = [];
   try {
     const out = await runDfkd(
-      { ...DEFAULTS, method: "noise", samples: 12, batchSize: 6, studentEpochs: 1 },
+      resolveConfig({
+        overrides: {
+          synthesis: { method: "noise", samples: 12, batchSize: 6 },
+          distillation: { epochs: 1 },
+        },
+      }),
       dir,
       {
         teacher,

@@ -15,7 +15,7 @@ Deno.test("gaussian kernel is normalised and symmetric", () => {
   }
 });
 
-for (const opts of [{}, { smooth: 1, jitter: 2, jitterFlip: true }]) {
+for (const opts of [{}, { smooth: 1, jitter: 2, flip: true }]) {
   Deno.test(`synthesis loss falls and pixels stay in [0, 1] (${JSON.stringify(opts)})`, async () => {
     await gpuReady;
     const teacher = buildModel("lenet5", 2);

@@ -82,15 +82,22 @@ function enterUserFolder(): void {
   } catch { /* the folder is gone or unreadable: stay */ }
 }
 
-/** Runs `fn(args)`; maps thrown errors to a message and an exit code. */
-export async function runMain(fn: (args: string[]) => Promise<number | void>): Promise<never> {
+/**
+ * Runs `fn(args)`; maps thrown errors to a message and an exit code. `render` may rewrite an
+ * error first (e.g. to show setting keys as the command's flags).
+ */
+export async function runMain(
+  fn: (args: string[]) => Promise<number | void>,
+  render: (e: unknown) => unknown = (e) => e,
+): Promise<never> {
   enterUserFolder();
   const verbose = Deno.args.includes("--verbose");
   const args = Deno.args.filter((a) => a !== "--verbose");
   let code = 0;
   try {
     code = (await fn(args)) ?? 0;
-  } catch (e) {
+  } catch (thrown) {
+    const e = render(thrown);
     const user = isUserError(e);
     const msg = e instanceof Error ? e.message : String(e);
     console.error(`error: ${user ? msg.replace(/\s*\n\s*/g, " ") : msg}`);

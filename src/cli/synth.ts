@@ -2,7 +2,8 @@
  * `deno task synth`: data-free distillation from a teacher checkpoint alone (Wang, AAAI 2021).
  *
  * Synthesises a transfer set from the teacher, distils a student on it, and reports both networks'
- * accuracy on the real test set. See `--help` for every flag.
+ * accuracy on the real test set. See `--help` for every flag; the flags of the run's settings
+ * come from the settings schema (`synth_flags.ts`).
  *
  * @module
  */
@@ -19,7 +20,6 @@ import {
   loadSplit,
   parseDatasetName,
 } from "../data/datasets.ts";
-import { DEFAULTS, type DfkdConfig, largePreset, METHODS, paperPreset } from "../dfkd/config.ts";
 import type { TransferSetStats } from "../dfkd/diagnostics.ts";
 import {
   clearRunFolder,
@@ -34,300 +34,34 @@ import {
   runDfkd,
   type RunEvent,
   type RunFile,
-  RunFolderError,
   type RunMetrics,
   writeRunFile,
 } from "../dfkd/run.ts";
-import { DiskFullError } from "../io/atomic.ts";
+import {
+  type ConfigOverrides,
+  type DfkdConfig,
+  getSetting,
+  type Preset,
+  resolveConfig,
+  setSetting,
+  SETTINGS,
+} from "../dfkd/settings.ts";
+import { CheckpointError, RunFolderError, SettingError } from "../errors.ts";
 import type { Sequential } from "../nn/layers.ts";
 import { loadModel } from "../nn/checkpoint.ts";
-import { type Architecture, ARCHITECTURES, buildModel } from "../nn/models.ts";
-import { CheckpointError, loadSafetensors } from "../nn/safetensors.ts";
-import { type FlagSpec, helpText, type ParsedFlags, parseFlags, UsageError } from "./flags.ts";
+import { type Architecture, buildModel } from "../nn/models.ts";
+import { loadSafetensors } from "../nn/safetensors.ts";
+import { helpText, type ParsedFlags, parseFlags, UsageError } from "./flags.ts";
 import { dataNotFound, initGpuForCli, runMain } from "./main.ts";
 import { type Progress, progressBar } from "./progress.ts";
+import { asCliError, FLAGS, flagValue, inFlagTerms, overridesFromFlags } from "./synth_flags.ts";
+
+export { FLAGS };
 
 /** The bundled default teacher (LeNet-5 trained on Fashion-MNIST by this project). */
 export const DEFAULT_TEACHER = fileURLToPath(
   new URL("../../examples/teachers/lenet5-fashion-mnist.safetensors", import.meta.url),
 );
-
-const D = DEFAULTS;
-const onOff = ["on", "off"] as const;
-/** Every flag of `deno task synth`, with its default and help text. */
-export const FLAGS: Record<string, FlagSpec> = {
-  teacher: {
-    type: "string",
-    default: "examples/teachers/lenet5-fashion-mnist.safetensors",
-    help: "Teacher checkpoint (safetensors).",
-  },
-  data: {
-    type: "string",
-    defaultText: "searched: $DFKD_DATA_DIR[/<dataset>], /usr/share/datasets/<dataset>, " +
-      "~/.cache/dfkd/<dataset>, ./data/<dataset>",
-    help: "Folder with the real test set's IDX files, for accuracy only.",
-  },
-  arch: {
-    type: "string",
-    defaultText: "the checkpoint's metadata",
-    choices: ARCHITECTURES,
-    help: "Architecture of the teacher, for a checkpoint whose metadata names none (a plain " +
-      "PyTorch state_dict: its module names, e.g. features.0 / classifier.4, are mapped in order).",
-  },
-  dataset: {
-    type: "string",
-    defaultText: "the checkpoint's metadata, else fashion-mnist",
-    help: "Dataset the teacher was trained on: fashion-mnist or mnist (usual spellings such as " +
-      "fmnist, FashionMNIST, MNIST are accepted).",
-  },
-  out: { type: "string", default: "runs/<date-time>", help: "Output folder." },
-  resume: {
-    type: "string",
-    defaultText: "none: start a new run",
-    help: "Continue the interrupted run in this folder (its run.json gives the settings; " +
-      "--synth-lr, --tau, --lambda-act, --act-norm, --iterations, --student-lr, --kd-tau, " +
-      "--kd-shift, --kd-flip, --kd-mixup, --kd-adv-*, --student-epochs and --log-every may be " +
-      "changed for the work left).",
-  },
-  force: {
-    type: "boolean",
-    default: false,
-    help: "Overwrite an output folder that holds a finished run.",
-  },
-  preset: {
-    type: "string",
-    default: "default",
-    choices: ["default", "large", "paper"],
-    help: "`large`: the defaults with 24,000 samples and 100 KD epochs (80-81% on the bundled " +
-      "Fashion-MNIST teacher, no gain on MNIST; about 2 min on a GPU, 20-25 min on 2 CPU " +
-      "cores); `paper`: the paper's settings and sizes (explicit flags still win).",
-  },
-  method: {
-    type: "string",
-    default: D.method,
-    choices: METHODS,
-    help: "soft-target (the paper), softmax-space (targets at the logits), noise (no synthesis).",
-  },
-  layer: {
-    type: "string",
-    default: D.layer,
-    help: "Teacher layer modelled by the feature-space model (fc1, fc2, fc3 = logits).",
-  },
-  sigma: {
-    type: "number",
-    default: D.sigma,
-    min: 0,
-    exclusiveMin: true,
-    help: "σ of the feature-space model (paper: 1.5).",
-  },
-  tau: {
-    type: "number",
-    default: D.tau,
-    min: 0,
-    exclusiveMin: true,
-    help: "Temperature τ of the soft targets and the synthesis KL (paper: 20).",
-  },
-  "lambda-act": {
-    type: "number",
-    default: D.lambdaAct,
-    min: 0,
-    help: "λ_a, weight of the activation loss on conv1 (paper: 0.05).",
-  },
-  "act-norm": {
-    type: "string",
-    default: D.actNorm,
-    choices: ["sample-l1", "element-mean"],
-    help: "Activation-loss normalisation: the paper's per-sample L1, or the mean over elements.",
-  },
-  samples: {
-    type: "integer",
-    default: D.samples,
-    min: 1,
-    max: 1_000_000,
-    help: "Transfer-set size.",
-  },
-  iterations: {
-    type: "integer",
-    default: D.iterations,
-    min: 1,
-    help: "Adam iterations per synthesis batch.",
-  },
-  "batch-size": {
-    type: "integer",
-    default: D.batchSize,
-    min: 1,
-    help: "Images per synthesis batch.",
-  },
-  "synth-lr": {
-    type: "number",
-    default: D.synthLr,
-    min: 0,
-    exclusiveMin: true,
-    help: "Adam learning rate on the pixels.",
-  },
-  "synth-jitter": {
-    type: "integer",
-    default: D.synthJitter,
-    min: 0,
-    max: 16,
-    help:
-      "Random circular shifts of up to this many pixels between synthesis iterations (0 = off).",
-  },
-  "synth-flip": {
-    type: "string",
-    default: D.synthFlip ? "on" : "off",
-    choices: onOff,
-    help: "Random horizontal flips between synthesis iterations.",
-  },
-  "synth-smooth": {
-    type: "number",
-    default: D.synthSmooth,
-    min: 0,
-    max: 8,
-    help:
-      "σ in pixels of a Gaussian-blur pixel parametrisation: images are blur(z), z optimised (0 = plain pixels).",
-  },
-  student: {
-    type: "string",
-    default: D.student,
-    choices: ARCHITECTURES,
-    help: "Student architecture.",
-  },
-  "student-epochs": {
-    type: "integer",
-    default: D.studentEpochs,
-    min: 1,
-    help: "Distillation epochs over the transfer set.",
-  },
-  "student-lr": {
-    type: "number",
-    default: D.studentLr,
-    min: 0,
-    exclusiveMin: true,
-    help: "Peak Adam learning rate of the student (cosine decay).",
-  },
-  "student-batch-size": {
-    type: "integer",
-    default: D.studentBatchSize,
-    min: 1,
-    help: "Images per distillation step.",
-  },
-  "kd-tau": {
-    type: "number",
-    default: D.kdTau,
-    min: 0,
-    exclusiveMin: true,
-    help: "Temperature of the KD loss (paper: 20).",
-  },
-  "kd-shift": {
-    type: "string",
-    default: "on",
-    choices: onOff,
-    help: "Random ±2-pixel shifts in distillation, relabelled by the teacher.",
-  },
-  "kd-flip": {
-    type: "string",
-    default: "on",
-    choices: onOff,
-    help: "Random horizontal flips in distillation, relabelled by the teacher " +
-      "(off by default for an MNIST teacher: digits are not mirror-symmetric).",
-  },
-  "kd-mixup": {
-    type: "string",
-    default: D.kdMixup ? "on" : "off",
-    choices: onOff,
-    help: "Mixup of distillation batches (λ ~ U(0, 1)), relabelled by the teacher.",
-  },
-  "kd-adv-steps": {
-    type: "integer",
-    default: D.kdAdvSteps,
-    min: 0,
-    max: 100,
-    help: "Signed-gradient ascent steps that move part of each distillation batch toward where " +
-      "student and teacher disagree, before the teacher relabels it (0 = off).",
-  },
-  "kd-adv-step-size": {
-    type: "number",
-    default: D.kdAdvStepSize,
-    min: 0,
-    max: 1,
-    help: "Size of each of those steps, in pixel units ([0, 1] scale), in [0, 1]; used only " +
-      "with --kd-adv-steps above 0.",
-  },
-  "kd-adv-fraction": {
-    type: "number",
-    default: D.kdAdvFraction,
-    min: 0,
-    max: 1,
-    help: "Share of each distillation batch that takes those steps, in [0, 1]; used only " +
-      "with --kd-adv-steps above 0.",
-  },
-  seed: {
-    type: "integer",
-    default: D.seed,
-    min: 0,
-    max: Number.MAX_SAFE_INTEGER - 1,
-    help: "Seed of every random draw (same seed, same adapter: same result).",
-  },
-  "log-every": {
-    type: "integer",
-    default: D.logEvery,
-    min: 1,
-    help: "Read the loss back every this many steps.",
-  },
-};
-
-/** Flag name → config key. */
-export const KEYS: Record<string, keyof DfkdConfig> = {
-  method: "method",
-  layer: "layer",
-  sigma: "sigma",
-  tau: "tau",
-  "lambda-act": "lambdaAct",
-  "act-norm": "actNorm",
-  samples: "samples",
-  iterations: "iterations",
-  "batch-size": "batchSize",
-  "synth-lr": "synthLr",
-  "synth-jitter": "synthJitter",
-  "synth-flip": "synthFlip",
-  "synth-smooth": "synthSmooth",
-  student: "student",
-  "student-epochs": "studentEpochs",
-  "student-lr": "studentLr",
-  "student-batch-size": "studentBatchSize",
-  "kd-tau": "kdTau",
-  "kd-shift": "kdShift",
-  "kd-flip": "kdFlip",
-  "kd-mixup": "kdMixup",
-  "kd-adv-steps": "kdAdvSteps",
-  "kd-adv-step-size": "kdAdvStepSize",
-  "kd-adv-fraction": "kdAdvFraction",
-  seed: "seed",
-  "log-every": "logEvery",
-};
-
-/**
- * Settings that `--resume` may change: they only steer work not done yet. The others fix the
- * layout or the meaning of the finished batches and epochs.
- */
-const RESUME_TUNABLE: ReadonlySet<string> = new Set([
-  "synth-lr",
-  "tau",
-  "lambda-act",
-  "act-norm",
-  "iterations",
-  "student-lr",
-  "kd-tau",
-  "kd-shift",
-  "kd-flip",
-  "kd-mixup",
-  "kd-adv-steps",
-  "kd-adv-step-size",
-  "kd-adv-fraction",
-  "student-epochs",
-  "log-every",
-]);
 
 function timestamp(): string {
   return new Date().toISOString().replace(/\..*$/, "").replace(/[-:]/g, "").replace("T", "-");
@@ -406,40 +140,22 @@ function checkOutputsSpareInputs(outDir: string, teacherPath: string): void {
 }
 
 /**
- * Checks every setting of a `run.json` against the flag table (type, range, choices), so that a
- * hand-edited or corrupt file is refused before any work starts.
+ * The settings of a `run.json` read back for a resume, checked against the schema (a setting the
+ * file lacks takes its default), and its teacher, dataset and test-set folder checked too, so
+ * that a hand-edited or corrupt file is refused before any work starts.
  *
- * @throws {RunFolderError} naming the file, the setting, its value and the allowed values.
+ * @throws {RunFolderError} naming the file, the setting (and its flag), its value and what is
+ *   allowed.
  */
-function checkRunFile(run: RunFile, dir: string): void {
+function runFileConfig(run: RunFile, dir: string): DfkdConfig {
   const path = join(dir, "run.json");
   const fix = `restore the file, or start the run over with --out ${dir} --force`;
-  const c = run.config as unknown as Record<string, unknown>;
-  for (const [flag, key] of Object.entries(KEYS)) {
-    if (!(key in c)) continue; // an older run: the default applies
-    const v = c[key];
-    const spec = FLAGS[flag];
-    const bad = (want: string) =>
-      new RunFolderError(`${path}: "${key}" is ${JSON.stringify(v)}; it must be ${want}; ${fix}`);
-    if (spec.choices === onOff) {
-      if (typeof v !== "boolean") throw bad("true or false");
-    } else if (spec.type === "string") {
-      if (typeof v !== "string" || (spec.choices && !spec.choices.includes(v))) {
-        throw bad(spec.choices ? `one of ${spec.choices.join(", ")}` : "a string");
-      }
-    } else {
-      const integer = spec.type === "integer";
-      if (typeof v !== "number" || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
-        throw bad(integer ? "a whole number" : "a finite number");
-      }
-      if (spec.min !== undefined && (spec.exclusiveMin ? v <= spec.min : v < spec.min)) {
-        throw bad(`${spec.exclusiveMin ? ">" : "≥"} ${spec.min}`);
-      }
-      if (spec.max !== undefined && v > spec.max) throw bad(`≤ ${spec.max}`);
-    }
+  if ("samples" in run.config && !("synthesis" in run.config)) {
+    throw new RunFolderError(`${path} was written by an earlier version of this tool; ${fix}`);
   }
   if (run.teacher === "") throw new RunFolderError(`${path}: "teacher" is empty; ${fix}`);
-  if (parseDatasetName(String(run.dataset)) === null) {
+  const dataset = parseDatasetName(String(run.dataset));
+  if (dataset === null) {
     throw new RunFolderError(
       `${path}: "dataset" is ${JSON.stringify(run.dataset)}; it must be one of ` +
         `${DATASET_NAMES.join(", ")}; ${fix}`,
@@ -447,6 +163,15 @@ function checkRunFile(run: RunFile, dir: string): void {
   }
   if (run.data !== undefined && run.data !== null && typeof run.data !== "string") {
     throw new RunFolderError(`${path}: "data" must be a folder name or null; ${fix}`);
+  }
+  try {
+    return resolveConfig({ dataset, overrides: run.config as ConfigOverrides });
+  } catch (e) {
+    if (!(e instanceof SettingError)) throw e;
+    const flag = SETTINGS.find((s) => s.key === e.key)?.flag;
+    throw new RunFolderError(
+      `${path}: "${e.key}"${flag ? ` (--${flag})` : ""}: ${e.message}; ${fix}`,
+    );
   }
 }
 
@@ -456,7 +181,8 @@ interface RunPlan {
   teacherPath: string;
   /** The run file of the run resumed, or null for a new run. */
   run: RunFile | null;
-  cfg: DfkdConfig;
+  /** The resumed run's settings (with the changes allowed), or null for a new run. */
+  cfg: DfkdConfig | null;
   /** `--flag old → new` for every setting that a resume changes. */
   changed: string[];
 }
@@ -490,7 +216,7 @@ async function planRun(f: ParsedFlags): Promise<RunPlan> {
             `resumed; pass --force to start over, or choose another --out`,
       );
     }
-    return { outDir, teacherPath, run: null, cfg: { ...DEFAULTS }, changed: [] };
+    return { outDir, teacherPath, run: null, cfg: null, changed: [] };
   }
   const outDir = f.resume as string;
   if (given("force")) {
@@ -517,8 +243,11 @@ async function planRun(f: ParsedFlags): Promise<RunPlan> {
         `Start a new run with another --out, or redo it with --out ${outDir} --force`,
     );
   }
-  const run = await readRunFile(outDir);
-  checkRunFile(run, outDir);
+  const run = await readRunFile(outDir).catch((e) => {
+    if (!(e instanceof RunFolderError) || e.message.includes("no run.json")) throw e;
+    throw new RunFolderError(`${e.message}; start the run over with --out ${outDir} --force`);
+  });
+  const cfg = runFileConfig(run, outDir);
   if (given("teacher") && resolve(f.teacher as string) !== resolve(run.teacher)) {
     throw new UsageError(
       `--teacher ${f.teacher} differs from the teacher of the run in ${outDir} ` +
@@ -526,27 +255,21 @@ async function planRun(f: ParsedFlags): Promise<RunPlan> {
     );
   }
   checkOutputsSpareInputs(outDir, run.teacher);
-  const cfg: DfkdConfig = { ...DEFAULTS, ...run.config };
-  const c = cfg as unknown as Record<string, unknown>;
   const changed: string[] = [];
-  for (const [flag, key] of Object.entries(KEYS)) {
-    const v = flagValue(f, flag);
-    if (!given(flag) || v === c[key]) continue;
-    if (!RESUME_TUNABLE.has(flag)) {
+  for (const s of SETTINGS) {
+    const v = flagValue(f, s);
+    const was = getSetting(cfg, s.key);
+    if (!given(s.flag) || v === was) continue;
+    if (!s.resumable) {
       throw new UsageError(
-        `--${flag} cannot change when resuming: the finished work in ${outDir} used ` +
-          `--${flag} ${show(c[key])}; drop --${flag}, or start a new run`,
+        `--${s.flag} cannot change when resuming: the finished work in ${outDir} used ` +
+          `--${s.flag} ${show(was)}; drop --${s.flag}, or start a new run`,
       );
     }
-    changed.push(`--${flag} ${show(c[key])} → ${show(v)}`);
-    c[key] = v;
+    changed.push(`--${s.flag} ${show(was)} → ${show(v)}`);
+    setSetting(cfg as unknown as Record<string, unknown>, s.key, v);
   }
   return { outDir, teacherPath: run.teacher, run, cfg, changed };
-}
-
-/** A flag's value with `on`/`off` as booleans. */
-function flagValue(f: ParsedFlags, flag: string): unknown {
-  return f[flag] === "on" ? true : f[flag] === "off" ? false : f[flag];
 }
 
 /**
@@ -625,11 +348,9 @@ export async function main(args: string[]): Promise<number> {
     ));
     return 0;
   }
-  const given = (flag: string) => f.explicit.has(flag);
-
   // 1. The output folder and where the settings come from (cheap checks first).
   const plan = await planRun(f);
-  const { outDir, teacherPath, run, cfg, changed } = plan;
+  const { outDir, teacherPath, run, changed } = plan;
 
   // 2. The GPU and the teacher.
   const gpu = await initGpuForCli();
@@ -648,14 +369,12 @@ export async function main(args: string[]): Promise<number> {
   }
   const dataset = teacherDataset(f, plan, metadata);
 
-  // 3. The configuration: preset, then explicit flags (a resumed run already has its own).
-  if (!run) {
-    if (dataset === "mnist") cfg.kdFlip = false; // digits are not mirror-symmetric
-    if (f.preset === "paper") Object.assign(cfg, paperPreset(dataset));
-    if (f.preset === "large") Object.assign(cfg, largePreset());
-    const c = cfg as unknown as Record<string, unknown>;
-    for (const [flag, key] of Object.entries(KEYS)) if (given(flag)) c[key] = flagValue(f, flag);
-  }
+  // 3. The configuration: defaults, dataset rule, preset, explicit flags (or the resumed run's).
+  const cfg = plan.cfg ?? resolveConfig({
+    preset: f.preset as Preset,
+    dataset,
+    overrides: overridesFromFlags(f),
+  });
   checkFitsTeacher(cfg, teacher, gpu.maxStorageBufferBindingSize);
 
   // 4. The real test set, for accuracy only.
@@ -723,13 +442,6 @@ export async function main(args: string[]): Promise<number> {
     warnTeacherAccuracy(outcome.metrics, metadata, dataset, dataDir);
     printSummary(outcome.metrics, cfg, teacher, outDir);
     return 0;
-  } catch (e) {
-    if (e instanceof DiskFullError) {
-      throw new UsageError(
-        `${e.message}; finished batches and epochs are kept: continue with --resume ${outDir}`,
-      );
-    }
-    throw e;
   } finally {
     await unlock();
   }
@@ -742,20 +454,21 @@ export async function main(args: string[]): Promise<number> {
  * @throws {UsageError} naming the flag and what fits.
  */
 function checkFitsTeacher(cfg: DfkdConfig, teacher: Sequential, maxBinding: number): void {
-  if (cfg.method === "soft-target") {
+  const { synthesis: s, distillation: d } = cfg;
+  if (s.method === "soft-target") {
     const fc = teacher.layers.filter((l) => l.layer.kind === "linear").map((l) => l.name);
-    if (!fc.includes(cfg.layer)) {
+    if (!fc.includes(s.layer)) {
       throw new UsageError(
-        `--layer ${cfg.layer} is not a fully connected layer of the ${teacher.arch} teacher; ` +
+        `--layer ${s.layer} is not a fully connected layer of the ${teacher.arch} teacher; ` +
           `choose one of ${fc.join(", ")}`,
       );
     }
   }
-  const student = buildModel(cfg.student, 0);
+  const student = buildModel(d.student, 0);
   const perImage = Math.max(bytesPerImage(teacher), bytesPerImage(student));
   student.dispose();
   const maxBatch = Math.floor(maxBinding / perImage);
-  const batches = [["batch-size", cfg.batchSize], ["student-batch-size", cfg.studentBatchSize]];
+  const batches = [["batch-size", s.batchSize], ["student-batch-size", d.batchSize]];
   for (const [flag, bs] of batches) {
     if ((bs as number) > maxBatch) {
       throw new UsageError(
@@ -789,14 +502,14 @@ async function runWithSignals(
   let barPhase = "";
   const onEvent = (e: RunEvent) => {
     if (e.phase === "message") {
-      console.error(e.text);
+      console.error(inFlagTerms(e.text));
       return;
     }
     if (e.phase !== barPhase) {
       bar?.stop();
       barPhase = e.phase;
       bar = e.phase === "synthesis"
-        ? progressBar("synthesis   ", cfg.samples, "samples")
+        ? progressBar("synthesis   ", cfg.synthesis.samples, "samples")
         : progressBar("distillation", e.steps, "steps");
     }
     if (e.phase === "synthesis") {
@@ -847,17 +560,18 @@ function warnTeacherAccuracy(
 /** Prints the summary table of a finished run. */
 function printSummary(m: RunMetrics, cfg: DfkdConfig, teacher: Sequential, outDir: string): void {
   const pct = (x: number | null) => x === null ? "not measured" : `${(x * 100).toFixed(2)}%`;
+  const adv = cfg.distillation.adversarial;
   const rows: [string, string][] = [
     ["method", `${m.method} (layer ${m.layer})`],
     ["teacher", `${teacher.arch}, ${teacher.parameterCount()} parameters`],
-    ["student", `${cfg.student}, ${m.student_parameters} parameters`],
+    ["student", `${cfg.distillation.student}, ${m.student_parameters} parameters`],
     ["transfer set", `${m.transfer_set_size} images × ${m.synthesis_iterations} iterations`],
     ["transfer set check", transferSetCheck(m.transfer_set_stats)],
-    ...(cfg.kdAdvSteps > 0
+    ...(adv.steps > 0
       ? [[
         "KD exploration",
-        `${cfg.kdAdvSteps} step(s) of ${cfg.kdAdvStepSize} on ${
-          Math.round(cfg.kdAdvFraction * 100)
+        `${adv.steps} step(s) of ${adv.stepSize} on ${
+          Math.round(adv.fraction * 100)
         }% of each batch`,
       ] as [string, string]]
       : []),
@@ -889,4 +603,4 @@ function transferSetCheck(s: TransferSetStats): string {
   }; ${pct(s.saturated_pixels)} of pixels at 0 or 1`;
 }
 
-if (import.meta.main) runMain(main);
+if (import.meta.main) runMain(main, asCliError);

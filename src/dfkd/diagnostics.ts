@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { DfkdConfig } from "./config.ts";
+import type { SynthesisSettings } from "./settings.ts";
 
 /** Statistics of a transfer set (written to `metrics.json` as `transfer_set_stats`). */
 export interface TransferSetStats {
@@ -79,7 +79,7 @@ export function transferSetStats(
  */
 export function transferSetWarning(
   stats: TransferSetStats,
-  cfg: Pick<DfkdConfig, "method" | "lambdaAct" | "sigma">,
+  cfg: Pick<SynthesisSettings, "method" | "lambdaAct" | "sigma">,
   classNames: readonly string[] = [],
 ): string | null {
   const counts = stats.teacher_class_counts;
@@ -94,10 +94,10 @@ export function transferSetWarning(
     cause = "unoptimised noise carries no class information (the `noise` baseline)";
   } else if (cfg.lambdaAct > 0 && stats.saturated_pixels > 0.5) {
     cause = `${pct(stats.saturated_pixels)} of the pixels are clamped at 0 or 1: the activation ` +
-      `term (λ_a ${cfg.lambdaAct}) outweighs the KL term; try --lambda-act 0`;
+      `term (λ_a ${cfg.lambdaAct}) outweighs the KL term; try synthesis.lambdaAct 0`;
   } else {
     cause = `the images match ${pct(stats.target_agreement)} of their soft targets; try a ` +
-      `larger --sigma (now ${cfg.sigma}) or more --iterations`;
+      `larger synthesis.sigma (now ${cfg.sigma}) or more synthesis.iterations`;
   }
   return `warning: the teacher puts ${pct(share)} of the transfer set in one class (${name}), ` +
     `so the student can learn little else: ${cause}`;

@@ -21,6 +21,8 @@ import { gatherBatch } from "../nn/train.ts";
 import { Rng } from "../random.ts";
 import { Tensor, tidy } from "../tensor.ts";
 import { NumericalError } from "./synthesis.ts";
+import type { AdversarialSettings } from "./settings.ts";
+import type { TrainingState } from "../nn/checkpoint.ts";
 
 /**
  * Adversarial exploration of the input space during distillation (after Micaelli & Storkey,
@@ -31,14 +33,7 @@ import { NumericalError } from "./synthesis.ts";
  * gradient flows through both networks), clamped to [0, 1]; the teacher then relabels them with
  * the rest.
  */
-export interface AdversarialOptions {
-  /** Ascent steps per batch (0 = off). */
-  steps: number;
-  /** Step size in pixel units ([0, 1] scale). */
-  stepSize: number;
-  /** Share of each batch that is moved, in [0, 1]. */
-  fraction: number;
-}
+export type AdversarialOptions = AdversarialSettings;
 
 /** Settings of the distillation loop. */
 export interface DistillOptions {
@@ -69,14 +64,7 @@ export interface DistillProgress {
 }
 
 /** Where to continue from: the optimiser state saved at the end of an epoch. */
-export interface DistillState {
-  /** Epochs already finished. */
-  epoch: number;
-  /** Adam's step counter. */
-  t: number;
-  /** Adam's moments in parameter order: m then v. */
-  moments: Float32Array[];
-}
+export type DistillState = TrainingState;
 
 /** Hooks called by {@link distill}. */
 export interface DistillHooks {
@@ -214,7 +202,7 @@ export async function distill(
           if (!Number.isFinite(finalLoss)) {
             throw new NumericalError(
               `distillation loss became ${finalLoss} at epoch ${epoch + 1}, step ${s + 1}; ` +
-                `lower --student-lr or --kd-tau`,
+                `lower distillation.lr or distillation.tau`,
             );
           }
           hooks.onProgress?.({ epoch, step: step + 1, steps, loss: finalLoss });

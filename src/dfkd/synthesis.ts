@@ -42,7 +42,7 @@ export interface SynthesisOptions {
    */
   jitter?: number;
   /** Random horizontal flips before each forward pass (with probability 1/2). */
-  jitterFlip?: boolean;
+  flip?: boolean;
   /**
    * Smooth pixel parametrisation: the image is `G_s * z`, a Gaussian blur of standard deviation
    * `s` pixels of the optimised variables `z ∈ [0, 1]` (0 = off: the image is `z`). The blur's
@@ -114,7 +114,7 @@ export async function synthesizeBatch(
       const report = it % opts.logEvery === 0 || it === opts.iterations;
       const dy = jitter > 0 ? jitterRng.int(2 * jitter + 1) - jitter : 0;
       const dx = jitter > 0 ? jitterRng.int(2 * jitter + 1) - jitter : 0;
-      const flip = opts.jitterFlip === true && jitterRng.uniform() < 0.5;
+      const flip = opts.flip === true && jitterRng.uniform() < 0.5;
       const loss = tidy(() => {
         const tape = new Tape();
         const loss = tape.run(() => {
@@ -134,7 +134,7 @@ export async function synthesizeBatch(
         loss.dispose();
         if (!Number.isFinite(last)) {
           throw new NumericalError(
-            `synthesis loss became ${last} at iteration ${it}; lower --synth-lr or --tau`,
+            `synthesis loss became ${last} at iteration ${it}; lower synthesis.lr or synthesis.tau`,
           );
         }
         onLog?.({ iteration: it, loss: last });

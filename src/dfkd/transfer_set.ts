@@ -1,17 +1,17 @@
 /**
- * The transfer set, batch by batch: the single place where a batch of synthetic images and its
- * soft targets is made, shared by the resumable run (`run.ts`) and the library API.
+ * One batch of the transfer set: the single place where a batch of synthetic images and its soft
+ * targets is made (the stage that loops over batches is `pipeline.ts`).
  *
  * @module
  */
 
 import { noGrad } from "../autograd/tape.ts";
 import type { Sequential } from "../nn/layers.ts";
-import { CheckpointError } from "../nn/safetensors.ts";
+import { CheckpointError, SettingError } from "../errors.ts";
 import { softmax } from "../ops/softmax.ts";
 import type { Rng } from "../random.ts";
 import { Tensor, tidy } from "../tensor.ts";
-import type { DfkdConfig } from "./config.ts";
+import type { SynthesisSettings } from "./settings.ts";
 import { buildFeatureModel, type FeatureModel, sampleFeatures } from "./feature_model.ts";
 import { softTargets } from "./soft_targets.ts";
 import { synthesizeBatch } from "./synthesis.ts";
@@ -32,7 +32,8 @@ import { synthesizeBatch } from "./synthesis.ts";
 export async function synthesizeTransferBatch(
   teacher: Sequential,
   fm: FeatureModel | null,
-  cfg: DfkdConfig,
+  cfg: SynthesisSettings,
+  logEvery: number,
   n: number,
   rng: Rng,
   onLog: (iteration: number, loss: number) => void,
@@ -58,17 +59,7 @@ export async function synthesizeTransferBatch(
       teacher,
       y,
       rng.fork("pixels"),
-      {
-        iterations: cfg.iterations,
-        lr: cfg.synthLr,
-        tau: cfg.tau,
-        lambdaAct: cfg.lambdaAct,
-        actNorm: cfg.actNorm,
-        logEvery: cfg.logEvery,
-        jitter: cfg.synthJitter,
-        jitterFlip: cfg.synthFlip,
-        smooth: cfg.synthSmooth,
-      },
+      { ...cfg, logEvery },
       (l) => onLog(l.iteration, l.loss),
       shouldStop,
     );
@@ -82,13 +73,16 @@ export async function synthesizeTransferBatch(
 /** The feature model of the method's layer, or null for the `noise` method. */
 export async function teacherFeatureModel(
   teacher: Sequential,
-  cfg: DfkdConfig,
+  cfg: Pick<SynthesisSettings, "method" | "layer" | "sigma">,
 ): Promise<FeatureModel | null> {
   if (cfg.method === "noise") return null;
   const layer = cfg.method === "softmax-space" ? teacher.layers.at(-1)!.name : cfg.layer;
   const l = teacher.layers[teacher.indexOf(layer)].layer;
   if (l.kind !== "linear") {
-    throw new RangeError(`--layer ${layer} is a ${l.kind} layer; choose a fully connected layer`);
+    throw new SettingError(
+      "synthesis.layer",
+      `synthesis.layer ${layer} is a ${l.kind} layer; choose a fully connected layer`,
+    );
   }
   const w = l.params().weight;
   const [k, inFeatures] = w.shape;
@@ -99,7 +93,8 @@ export async function teacherFeatureModel(
     if (!(e instanceof RangeError)) throw e;
     throw new CheckpointError(
       `teacher layer ${layer}: cannot build the feature-space model (${e.message}); the ` +
-        `teacher's weights are degenerate: choose another --layer or --method, or retrain it`,
+        `teacher's weights are degenerate: choose another synthesis.layer or synthesis.method, or ` +
+        `retrain it`,
     );
   }
 }

@@ -226,3 +226,79 @@ export function loadModelFromBytes(
 export async function loadModel(path: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   return modelFromSafetensors(await loadSafetensors(path), path, opts);
 }
+
+/** Where a training loop can continue from: the optimiser state after a finished epoch. */
+export interface TrainingState {
+  /** Epochs already finished. */
+  epoch: number;
+  /** Adam's step counter. */
+  t: number;
+  /** Adam's moments in parameter order: every m, then every v. */
+  moments: Float32Array[];
+}
+
+/**
+ * Writes a model's weights with its Adam state (tensors `<param>`, `adam.m.<param>`,
+ * `adam.v.<param>`; metadata `arch`, `epoch`, `adam_t` and `extra`), atomically.
+ */
+export async function saveTrainingState(
+  path: string,
+  model: Sequential,
+  state: TrainingState,
+  extra: Record<string, string> = {},
+): Promise<void> {
+  const tensors: Record<string, HostTensor> = {};
+  const params = model.parameters();
+  for (const p of params) {
+    tensors[p.name] = { shape: [...p.value.shape], data: await p.value.read() };
+  }
+  params.forEach((p, i) => {
+    tensors[`adam.m.${p.name}`] = { shape: [...p.value.shape], data: state.moments[i] };
+    tensors[`adam.v.${p.name}`] = {
+      shape: [...p.value.shape],
+      data: state.moments[params.length + i],
+    };
+  });
+  await saveSafetensors(path, tensors, {
+    ...extra,
+    arch: model.arch,
+    epoch: String(state.epoch),
+    adam_t: String(state.t),
+  });
+}
+
+/**
+ * Reads what {@link saveTrainingState} wrote, for a model shaped like `model` (whose weights are
+ * not touched).
+ *
+ * @returns the weights in parameter order, the state, and the metadata.
+ * @throws {CheckpointError} when the file is unreadable or a tensor does not fit `model`.
+ */
+export async function loadTrainingState(
+  path: string,
+  model: Sequential,
+): Promise<{ weights: Float32Array[]; state: TrainingState; metadata: Record<string, string> }> {
+  const { tensors, metadata } = await loadSafetensors(path);
+  const params = model.parameters();
+  for (const p of params) {
+    for (const key of [p.name, `adam.m.${p.name}`, `adam.v.${p.name}`]) {
+      if (tensors[key]?.data.length !== p.value.size) {
+        throw new CheckpointError(
+          `${path} does not fit a ${model.arch} model (tensor ${key}); delete it to train anew`,
+        );
+      }
+    }
+  }
+  return {
+    weights: params.map((p) => tensors[p.name].data),
+    state: {
+      epoch: Number(metadata.epoch),
+      t: Number(metadata.adam_t),
+      moments: [
+        ...params.map((p) => tensors[`adam.m.${p.name}`].data),
+        ...params.map((p) => tensors[`adam.v.${p.name}`].data),
+      ],
+    },
+    metadata,
+  };
+}

@@ -207,7 +207,9 @@ export async function trainClassifier(
           finalLoss = (await loss.read())[0];
           loss.dispose();
           if (!Number.isFinite(finalLoss)) {
-            throw new Error(`training loss became ${finalLoss} at step ${step}; lower --lr`);
+            throw new Error(
+              `training loss became ${finalLoss} at step ${step}; lower the learning rate (lr)`,
+            );
           }
           opts.onProgress?.({ epoch, epochs, step: step + 1, steps, loss: finalLoss });
         }

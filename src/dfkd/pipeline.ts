@@ -1,0 +1,250 @@
+/**
+ * The two stages of data-free distillation, written once and shared by the library API
+ * (`src/api.ts`) and the resumable run (`run.ts`): synthesis of the transfer set, batch by batch
+ * (Wang, AAAI 2021, §3, steps 1–3), and distillation of a new student on it, epoch by epoch
+ * (step 4). Hooks report progress, hand over each finished batch and epoch (so that a caller can
+ * keep them), supply batches and an optimiser state kept earlier (so that a caller can resume),
+ * and stop between steps.
+ *
+ * Seeding: batch `b` draws from `new Rng(seed).fork("synthesis-batch-b")`; the student is built
+ * as `buildModel(student, seed + 1)`; epoch `e` of distillation draws from
+ * `new Rng(seed).fork("distill-epoch-e")`. Equal settings give equal bytes on one adapter,
+ * whichever caller runs the stages and however often it was interrupted.
+ *
+ * @module
+ */
+
+import { NumericalError } from "../errors.ts";
+import type { Sequential } from "../nn/layers.ts";
+import { buildModel } from "../nn/models.ts";
+import { Rng } from "../random.ts";
+import { distill, type DistillProgress, type DistillState } from "./distill.ts";
+import type { DfkdConfig } from "./settings.ts";
+import { synthesizeTransferBatch, teacherFeatureModel } from "./transfer_set.ts";
+
+/** One batch of the transfer set. */
+export interface TransferBatch {
+  /** Images `[n, 1, 32, 32]` in [0, 1]. */
+  images: Float32Array;
+  /** Soft targets `[n, classes]`. */
+  targets: Float32Array;
+  /** Final synthesis loss of the batch, in nats. */
+  loss: number;
+}
+
+/** Progress of {@link synthesisStage}: every logged iteration, and once per finished batch. */
+export interface SynthesisStageProgress {
+  /** Batch index, 0-based. */
+  batch: number;
+  /** `ceil(samples / batchSize)`. */
+  batches: number;
+  /** Adam iteration within the batch (the last one when `done`). */
+  iteration: number;
+  /** Samples finished, counting the current batch pro rata (may be fractional). */
+  samplesDone: number;
+  /** Transfer-set size N. */
+  samples: number;
+  /** Loss of the batch at this iteration, in nats. */
+  loss: number;
+  /** True on the one report made when a batch is finished. */
+  done: boolean;
+  /** True when the finished batch was supplied by {@link SynthesisHooks.stored}. */
+  resumed: boolean;
+}
+
+/** Hooks of {@link synthesisStage}. */
+export interface SynthesisHooks {
+  /** A batch kept from an earlier run (resumed), or null to synthesise it. */
+  stored?: (batch: number, size: number) => Promise<(TransferBatch & { seconds: number }) | null>;
+  /** Called with each batch synthesised here, before the next starts (to keep it). */
+  onBatch?: (batch: number, result: TransferBatch, seconds: number) => Promise<void>;
+  onProgress?: (p: SynthesisStageProgress) => void;
+  /** Checked between iterations; true stops the stage (finished batches were handed over). */
+  shouldStop?: () => boolean;
+}
+
+/** What {@link synthesisStage} returns: the whole transfer set, or `null` when stopped. */
+export interface SynthesisStageResult {
+  /** Images `[N, 1, 32, 32]` in [0, 1]. */
+  images: Float32Array;
+  /** Soft targets `[N, classes]`. */
+  targets: Float32Array;
+  /** Seconds of synthesis, stored batches' included. */
+  seconds: number;
+  /** Name of the modelled layer, or `"none"` for the noise method. */
+  layer: string;
+}
+
+/**
+ * Synthesises the transfer set of `cfg` from `teacher` (frozen here), batch by batch.
+ *
+ * @returns the images and soft targets, or `null` when `hooks.shouldStop` turned true.
+ * @throws {NumericalError} when a batch's loss becomes NaN or infinite; the message names the
+ *   batch, the loss's terms and the setting to lower.
+ * @throws {RangeError} / {@link CheckpointError} when the layer gives no feature-space model.
+ */
+export async function synthesisStage(
+  teacher: Sequential,
+  cfg: DfkdConfig,
+  hooks: SynthesisHooks = {},
+): Promise<SynthesisStageResult | null> {
+  teacher.setTrainable(false);
+  const s = cfg.synthesis;
+  const per = teacher.inputShape.reduce((a, b) => a * b, 1);
+  const classes = teacher.shapes(1).at(-1)!.shape[1];
+  const fm = await teacherFeatureModel(teacher, s);
+  const n = s.samples;
+  const images = new Float32Array(n * per);
+  const targets = new Float32Array(n * classes);
+  const batches = Math.ceil(n / s.batchSize);
+  const root = new Rng(cfg.seed);
+  let seconds = 0;
+  for (let b = 0; b < batches; b++) {
+    const start = b * s.batchSize;
+    const bn = Math.min(s.batchSize, n - start);
+    const report = (iteration: number, done: number, loss: number, fin: boolean, res = false) =>
+      hooks.onProgress?.({
+        batch: b,
+        batches,
+        iteration,
+        samplesDone: start + done,
+        samples: n,
+        loss,
+        done: fin,
+        resumed: res,
+      });
+    let res: TransferBatch | null = await hooks.stored?.(b, bn) ?? null;
+    if (res) {
+      seconds += (res as TransferBatch & { seconds: number }).seconds;
+      report(s.iterations, bn, res.loss, true, true);
+    } else {
+      if (hooks.shouldStop?.()) return null;
+      const t0 = performance.now();
+      res = await synthesizeBatchOf(teacher, fm, cfg, b, batches, bn, root, report, hooks);
+      if (!res) return null;
+      const took = (performance.now() - t0) / 1000;
+      seconds += took;
+      await hooks.onBatch?.(b, res, took);
+      report(s.iterations, bn, res.loss, true);
+    }
+    images.set(res.images, start * per);
+    targets.set(res.targets, start * classes);
+  }
+  return { images, targets, seconds, layer: fm?.layer ?? "none" };
+}
+
+/** Batch `b` of the transfer set, with its NaN message naming the batch and the fix. */
+async function synthesizeBatchOf(
+  teacher: Sequential,
+  fm: Awaited<ReturnType<typeof teacherFeatureModel>>,
+  cfg: DfkdConfig,
+  b: number,
+  batches: number,
+  bn: number,
+  root: Rng,
+  report: (iteration: number, done: number, loss: number, fin: boolean) => void,
+  hooks: SynthesisHooks,
+): Promise<TransferBatch | null> {
+  const s = cfg.synthesis;
+  try {
+    return await synthesizeTransferBatch(
+      teacher,
+      fm,
+      s,
+      cfg.logEvery,
+      bn,
+      root.fork(`synthesis-batch-${b}`),
+      (it, loss) => report(it, (bn * it) / Math.max(1, s.iterations), loss, false),
+      hooks.shouldStop,
+    );
+  } catch (e) {
+    if (!(e instanceof NumericalError)) throw e;
+    const terms = s.lambdaAct > 0
+      ? `KL at τ ${s.tau} + ${s.lambdaAct}·L_a (${s.actNorm})`
+      : `KL at τ ${s.tau} alone, λ_a = 0`;
+    // A tiny τ overflows the KL term by itself: then a larger τ is the fix.
+    const fix = s.tau < 1
+      ? `synthesis.tau 20 (τ ${s.tau} is tiny) or a lower synthesis.lr`
+      : `e.g. synthesis.lr ${s.lr / 10} or a lower synthesis.tau`;
+    throw new NumericalError(
+      `${e.message} (synthesis batch ${b + 1} of ${batches}, after ${b} finished batch(es); ` +
+        `loss = ${terms}; synthesis.lr ${s.lr}); try ${fix}`,
+    );
+  }
+}
+
+/** Hooks of {@link distillationStage}. */
+export interface DistillationHooks {
+  /** Student weights and optimiser state after a finished epoch (resumed), or none. */
+  resume?: { weights: Float32Array[]; state: DistillState };
+  /** Called after each finished epoch with the student and the state to resume after it. */
+  onEpochEnd?: (student: Sequential, epoch: number, state: DistillState) => Promise<void>;
+  onProgress?: (p: DistillProgress) => void;
+  /** Checked between steps; true stops the stage after the step in progress. */
+  shouldStop?: () => boolean;
+}
+
+/** What {@link distillationStage} returns. */
+export interface DistillationStageResult {
+  /** The student (frozen), or null when stopped. Free it with `dispose()`. */
+  student: Sequential | null;
+  /** Seconds of distillation in this call. */
+  seconds: number;
+  /** Images trained on in this call. */
+  imagesSeen: number;
+  /** KD loss of the last logged batch, in nats. */
+  finalLoss: number;
+}
+
+/**
+ * Distils a new student (`buildModel(student, seed + 1)`) from `teacher` on the transfer-set
+ * images `[count, 1, 32, 32]`, epoch by epoch, with the KD loss of Hinton et al. (2015).
+ *
+ * @throws {NumericalError} when the KD loss becomes NaN or infinite; the message names the
+ *   settings to lower.
+ */
+export async function distillationStage(
+  teacher: Sequential,
+  images: Float32Array,
+  count: number,
+  cfg: DfkdConfig,
+  hooks: DistillationHooks = {},
+): Promise<DistillationStageResult> {
+  const d = cfg.distillation;
+  const classes = teacher.shapes(1).at(-1)!.shape[1];
+  const student = buildModel(d.student, cfg.seed + 1, classes);
+  const params = student.parameters();
+  hooks.resume?.weights.forEach((w, i) => params[i].value.write(w));
+  const t0 = performance.now();
+  try {
+    const out = await distill(
+      teacher,
+      student,
+      images,
+      count,
+      { ...d, seed: cfg.seed, logEvery: cfg.logEvery },
+      {
+        shouldStop: hooks.shouldStop,
+        onProgress: hooks.onProgress,
+        onEpochEnd: hooks.onEpochEnd &&
+          (async (epoch, state) => await hooks.onEpochEnd!(student, epoch, await state())),
+      },
+      hooks.resume?.state,
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    if (out.stopped) student.dispose();
+    return {
+      student: out.stopped ? null : student,
+      seconds,
+      imagesSeen: out.imagesSeen,
+      finalLoss: out.finalLoss,
+    };
+  } catch (e) {
+    student.dispose();
+    if (!(e instanceof NumericalError)) throw e;
+    throw new NumericalError(
+      `${e.message} (KD loss at τ ${d.tau}; distillation.lr ${d.lr}); try e.g. ` +
+        `distillation.lr ${d.lr / 10}`,
+    );
+  }
+}
