@@ -123,6 +123,7 @@ export {
 // The method's building blocks.
 export { buildFeatureModel, type FeatureModel, sampleFeatures } from "./src/dfkd/feature_model.ts";
 export { softTargets } from "./src/dfkd/soft_targets.ts";
+export type { TransferSetStats } from "./src/dfkd/diagnostics.ts";
 export type { AdversarialOptions } from "./src/dfkd/distill.ts";
 
 // GPU runtime and tensors.

@@ -15,6 +15,9 @@
  */
 
 import { distillationStage, synthesisStage } from "./dfkd/pipeline.ts";
+import type { DistillProgress } from "./dfkd/distill.ts";
+
+export type { DistillProgress };
 import {
   type AdversarialSettings,
   type DistillationSettings,
@@ -231,18 +234,6 @@ export async function synthesizeTransferSet(
     count: cfg.synthesis.samples,
     seconds: out!.seconds,
   };
-}
-
-/** Progress of {@link distill}, reported every `logEvery` steps and at the end of each epoch. */
-export interface DistillProgress {
-  /** Current epoch, 0-based. */
-  epoch: number;
-  /** Steps finished so far, 1-based. */
-  step: number;
-  /** Total number of steps, `epochs · ⌊count / batchSize⌋`. */
-  steps: number;
-  /** KD loss `τ²·CE` (nats) of the batch of this step. */
-  loss: number;
 }
 
 /**

@@ -55,11 +55,15 @@ export interface DistillOptions {
   logEvery: number;
 }
 
-/** Progress of distillation. */
+/** Progress of distillation, reported every `logEvery` steps and at the end of each epoch. */
 export interface DistillProgress {
+  /** Current epoch, 0-based. */
   epoch: number;
+  /** Steps finished so far, 1-based. */
   step: number;
+  /** Total number of steps, `epochs · ⌊count / batchSize⌋`. */
   steps: number;
+  /** KD loss `τ²·CE` (nats) of the batch of this step. */
   loss: number;
 }
 

@@ -18,8 +18,11 @@ import { NumericalError } from "../errors.ts";
 import type { Sequential } from "../nn/layers.ts";
 import { buildModel } from "../nn/models.ts";
 import { Rng } from "../random.ts";
-import { distill, type DistillProgress, type DistillState } from "./distill.ts";
+import { distill, type DistillProgress } from "./distill.ts";
+import type { TrainingState } from "../nn/checkpoint.ts";
 import type { DfkdConfig } from "./settings.ts";
+
+export type { DistillProgress };
 import { synthesizeTransferBatch, teacherFeatureModel } from "./transfer_set.ts";
 
 /** One batch of the transfer set. */
@@ -58,6 +61,7 @@ export interface SynthesisHooks {
   stored?: (batch: number, size: number) => Promise<(TransferBatch & { seconds: number }) | null>;
   /** Called with each batch synthesised here, before the next starts (to keep it). */
   onBatch?: (batch: number, result: TransferBatch, seconds: number) => Promise<void>;
+  /** Every logged iteration, and once per finished batch. */
   onProgress?: (p: SynthesisStageProgress) => void;
   /** Checked between iterations; true stops the stage (finished batches were handed over). */
   shouldStop?: () => boolean;
@@ -176,9 +180,10 @@ async function synthesizeBatchOf(
 /** Hooks of {@link distillationStage}. */
 export interface DistillationHooks {
   /** Student weights and optimiser state after a finished epoch (resumed), or none. */
-  resume?: { weights: Float32Array[]; state: DistillState };
+  resume?: { weights: Float32Array[]; state: TrainingState };
   /** Called after each finished epoch with the student and the state to resume after it. */
-  onEpochEnd?: (student: Sequential, epoch: number, state: DistillState) => Promise<void>;
+  onEpochEnd?: (student: Sequential, epoch: number, state: TrainingState) => Promise<void>;
+  /** Every `logEvery` steps and at the end of each epoch. */
   onProgress?: (p: DistillProgress) => void;
   /** Checked between steps; true stops the stage after the step in progress. */
   shouldStop?: () => boolean;

@@ -18,6 +18,8 @@ import type { Sequential } from "../nn/layers.ts";
 import { buildModel } from "../nn/models.ts";
 import { evaluate, type LabelledImages, predict } from "../nn/train.ts";
 import { type TransferSetStats, transferSetStats, transferSetWarning } from "./diagnostics.ts";
+
+export type { TransferSetStats };
 import { distillationStage, synthesisStage } from "./pipeline.ts";
 import { hasRun, RunFolder, type Shapes, writeRunFile } from "./run_folder.ts";
 import type { DfkdConfig } from "./settings.ts";
@@ -38,24 +40,37 @@ export {
 
 /** The report of a finished run (also written to `metrics.json`). */
 export interface RunMetrics {
+  /** Top-1 accuracy of the teacher on the test set, a fraction; null without a test set. */
   teacher_test_accuracy: number | null;
+  /** Top-1 accuracy of the student on the test set, a fraction; null without a test set. */
   student_test_accuracy: number | null;
+  /** Images in the transfer set. */
   transfer_set_size: number;
+  /** Adam iterations per synthesis batch (0 for the noise method). */
   synthesis_iterations: number;
   /** What the teacher makes of the transfer set (a check that it carries class information). */
   transfer_set_stats: TransferSetStats;
+  /** Seconds of synthesis, over every resumed part of the run. */
   synthesis_seconds: number;
+  /** Seconds of distillation, likewise. */
   distillation_seconds: number;
   /** Sample-iterations per second of synthesis. */
   synthesis_throughput: number;
   /** Images per second of distillation. */
   distillation_throughput: number;
+  /** The synthesis method. */
   method: string;
+  /** The modelled teacher layer, or `"none"`. */
   layer: string;
+  /** Path or name of the teacher. */
   teacher: string;
+  /** The teacher's dataset. */
   dataset: string;
+  /** The WebGPU adapter the run ran on. */
   adapter: string;
+  /** Parameters of the student. */
   student_parameters: number;
+  /** Folder of the test set, or null. */
   test_set: string | null;
   /** Every setting of the run. */
   settings: DfkdConfig;
@@ -69,14 +84,19 @@ export type RunEvent =
 
 /** What a run needs besides its configuration. */
 export interface RunContext {
+  /** The teacher, frozen during the run. */
   teacher: Sequential;
   /** Path or name of the teacher, for the report. */
   teacherName: string;
+  /** The teacher's dataset (for class names and the report). */
   dataset: string;
   /** The real test set, or null when none was found (accuracy is then not measured). */
   testSet: LabelledImages | null;
+  /** Folder of the test set, for the report. */
   testSetDir: string | null;
+  /** Adapter description, for the report. */
   adapter: string;
+  /** Progress and messages. */
   onEvent?: (e: RunEvent) => void;
   /** Checked between steps; true stops the run after saving finished work. */
   shouldStop?: () => boolean;

@@ -37,11 +37,13 @@ import type { DfkdConfig } from "./settings.ts";
 
 /** The contents of `run.json`. */
 export interface RunFile {
+  /** Every setting of the run. */
   config: DfkdConfig;
   /** Path of the teacher checkpoint (absolute when written by the CLI). */
   teacher: string;
   /** SHA-256 of the teacher file, checked on resume. */
   teacher_sha256?: string;
+  /** The teacher's dataset. */
   dataset: string;
   /** Folder of the real test set the run was started with (absolute), or null for none. */
   data?: string | null;

@@ -83,7 +83,9 @@ export interface DistillationSettings {
 
 /** Everything that determines a run's result, by stage. */
 export interface DfkdConfig {
+  /** The synthesis of the transfer set. */
   synthesis: SynthesisSettings;
+  /** The distillation of the student. */
   distillation: DistillationSettings;
   /** Seed of every random draw. */
   seed: number;
@@ -110,16 +112,21 @@ export interface SettingSpec {
   key: string;
   /** Command-line flag, without `--`. */
   flag: string;
+  /** The value's type (an integer is a safe integer). */
   type: "number" | "integer" | "boolean" | "string";
+  /** The default value. */
   default: number | boolean | string;
   /** Allowed values of a string. */
   choices?: readonly string[];
   /** Inclusive lower bound (exclusive when `exclusiveMin`). */
   min?: number;
+  /** True when `min` itself is not allowed. */
   exclusiveMin?: boolean;
   /** Inclusive upper bound. */
   max?: number;
+  /** What it does, for `--help` and the README's flag table. */
   help: string;
+  /** The stage it steers. */
   stage: Stage;
   /** Whether resuming a run may change it: true when it only steers work not done yet. */
   resumable: boolean;
