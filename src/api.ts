@@ -163,8 +163,7 @@ export interface SynthesisProgress {
   /** Transfer-set size N. */
   samples: number;
   /**
-   * Synthesis loss `KL + λ_a·L_a` of the batch at this iteration, in nats (0 for `noise`, NaN when
-   * `iterations` is 0).
+   * Synthesis loss `KL + λ_a·L_a` of the batch at this iteration, in nats (0 for `noise`).
    */
   loss: number;
   /** True on the single report made when a batch is finished (then `samplesDone` is whole). */
@@ -207,7 +206,7 @@ export interface TransferSet {
  * @param teacher a classifier on `[N, 1, 32, 32]` inputs with a fully connected layer `layer`.
  * @returns images `[N, 1, 32, 32]` in [0, 1] and soft targets `[N, classes]`.
  * @throws {RangeError} when `layer` is not a fully connected layer of the teacher, or a setting is
- *   out of range (σ ≤ 0, τ ≤ 0, non-integer sizes).
+ *   out of range (σ ≤ 0, τ ≤ 0, non-integer sizes, `iterations` < 1 except for `noise`).
  * @throws {CheckpointError} when the layer's weights give no feature-space model (a degenerate
  *   teacher).
  * @throws {NumericalError} when the synthesis loss becomes NaN or infinite (lower `synthLr`).
@@ -231,7 +230,10 @@ export async function synthesizeTransferSet(
   }
   const n = positiveInt(cfg.samples, "samples");
   const bs = positiveInt(cfg.batchSize, "batchSize");
-  nonNegativeInt(cfg.iterations, "iterations");
+  // Without iterations the images stay noise and the loss is undefined: that is the `noise`
+  // method, which ignores iterations.
+  if (cfg.method === "noise") nonNegativeInt(cfg.iterations, "iterations");
+  else positiveInt(cfg.iterations, "iterations");
   positiveInt(cfg.logEvery, "logEvery");
   safeInt(cfg.seed, "seed");
   positive(cfg.sigma, "sigma");
