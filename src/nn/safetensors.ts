@@ -362,6 +362,12 @@ export async function loadSafetensors(path: string): Promise<SafetensorsContents
     if (err instanceof Deno.errors.NotFound) {
       throw new CheckpointError(`${path}: checkpoint file not found`);
     }
+    const isDir = await Deno.stat(path).then((s) => s.isDirectory, () => false);
+    if (isDir) {
+      throw new CheckpointError(
+        `${path} is a folder, not a checkpoint file; pass the .safetensors file itself`,
+      );
+    }
     throw new CheckpointError(`${path}: cannot read the checkpoint: ${(err as Error).message}`);
   }
   return decodeSafetensors(bytes, path);
