@@ -94,10 +94,10 @@ export function transferSetWarning(
     cause = "unoptimised noise carries no class information (the `noise` baseline)";
   } else if (cfg.lambdaAct > 0 && stats.saturated_pixels > 0.5) {
     cause = `${pct(stats.saturated_pixels)} of the pixels are clamped at 0 or 1: the activation ` +
-      `term (λ_a ${cfg.lambdaAct}) outweighs the KL term; try --lambda-act 0`;
+      `term (λ_a ${cfg.lambdaAct}) outweighs the KL term; try lambdaAct 0`;
   } else {
     cause = `the images match ${pct(stats.target_agreement)} of their soft targets; try a ` +
-      `larger --sigma (now ${cfg.sigma}) or more --iterations`;
+      `larger sigma (now ${cfg.sigma}) or more iterations`;
   }
   return `warning: the teacher puts ${pct(share)} of the transfer set in one class (${name}), ` +
     `so the student can learn little else: ${cause}`;
