@@ -74,6 +74,10 @@
  *
  * Teachers given to synth:
  * 61. all-zero weights (refused before synthesis, with no hint about sigma)
+ *
+ * No data anywhere (no `--data`, nothing in the standard places):
+ * 62. MNIST (no Debian package to suggest), for eval and train-teacher
+ * 63. Fashion-MNIST (the Debian package is suggested), for eval and train-teacher
  */
 
 import assert from "node:assert/strict";
@@ -482,6 +486,36 @@ Deno.test("eval: bad data folders name the folder or file and what to do", async
     { kind: "60", tool: "eval", args: e(gz), needles: ["t10k-images-idx3-ubyte.gz"] },
   ];
   await refuseAll(cases);
+});
+
+Deno.test("no data anywhere: eval and train-teacher say where they looked, punctuated", async () => {
+  const home = fresh("home");
+  await Deno.mkdir(home);
+  // A new HOME hides ~/.cache/dfkd; Deno's own cache stays where it is.
+  const info = await new Deno.Command(Deno.execPath(), { args: ["info", "--json"] }).output();
+  const { denoDir } = JSON.parse(new TextDecoder().decode(info.stdout)) as { denoDir: string };
+  const env = { HOME: home, DENO_DIR: denoDir, DFKD_DATA_DIR: "" };
+  const runs = await inBatches([
+    () => cli("eval", ["--model", teacher, "--dataset", "mnist"], env),
+    () => cli("train_teacher", ["--dataset", "mnist", "--out", join(home, "t.st")], env),
+    () => cli("eval", ["--model", teacher], env),
+    () => cli("train_teacher", ["--out", join(home, "t.st")], env),
+  ]);
+  for (const [i, r] of runs.entries()) {
+    const mnist = i < 2;
+    const name = mnist ? "mnist" : "fashion-mnist";
+    // Data installed in a standard place of this machine would be found: nothing to test then.
+    if (await exists(`/usr/share/datasets/${name}`) || await exists(`data/${name}`)) continue;
+    assertUserError(r, `no ${name} data found`, "DFKD_DATA_DIR");
+    const line = r.stderr.trim();
+    assert.doesNotMatch(line, /[,;]\s*$|,\s*,/, `dangling punctuation: ${line}`);
+    if (mnist) assert.match(line, /\(each optionally \.gz\), or set DFKD_DATA_DIR to one$/);
+    else {assert.match(
+        line,
+        /, or install it \(Debian\/Ubuntu: apt install dataset-fashion-mnist\)$/,
+      );}
+  }
+  assert.equal(await exists(join(home, "t.st")), false);
 });
 
 Deno.test("synth: a teacher with all-zero weights is refused before synthesis", async () => {
