@@ -4,7 +4,8 @@
  * trace), and must leave no output that looks finished. Also the inputs `deno task eval` accepts:
  * PyTorch state dicts with `--arch`, and the usual spellings of dataset names.
  *
- * Kinds of bad input covered here (those of `cli_errors_test.ts` are not repeated):
+ * Kinds of bad input covered here. Those `cli_errors_test.ts` tests on synth are not repeated,
+ * except 30, 31, 45 and 47, which are tested here on eval.
  *
  * Flags (malformed numbers, ranges, choices, missing values, unknown flags, positionals):
  *  1. hexadecimal integer (`--samples 0x14`)
