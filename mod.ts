@@ -172,6 +172,8 @@ export { type Architecture, ARCHITECTURES, buildModel } from "./src/nn/models.ts
 export { Adam, cosineLr, Sgd } from "./src/nn/optim.ts";
 export type { AdamOptions, SgdOptions } from "./src/ops/optim.ts";
 export {
+  checkFinite,
+  checkNonZeroWeights,
   type LoadedModel,
   loadModel,
   loadModelFromBytes,

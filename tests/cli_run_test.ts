@@ -25,7 +25,10 @@ const DATA = fileURLToPath(new URL("../../shared/data/fashion-mnist", import.met
 const hasData = findDataDir("fashion-mnist", DATA) !== null;
 if (!hasData) {
   console.warn(
-    `cli_run_test: ${DATA} not found: the whole-pipeline test with real accuracy is SKIPPED`,
+    `cli_run_test: SKIPPING the whole-pipeline test with real accuracy: no Fashion-MNIST IDX ` +
+      `files in ${DATA}. To run it, put train-images-idx3-ubyte, train-labels-idx1-ubyte, ` +
+      `t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each optionally .gz) in ` +
+      `../shared/data/fashion-mnist beside the repository.`,
   );
 }
 

@@ -297,12 +297,25 @@ const KNOWN: Record<
   },
 };
 
+/**
+ * The folder of a dataset's real files: `../shared/data/<name>` beside the repository, else
+ * `$DFKD_DATA_DIR/<name>`; null when neither holds the four IDX files.
+ */
+function realDataDir(name: DatasetName): string | null {
+  const fromEnv = Deno.env.get("DFKD_DATA_DIR");
+  return findDataDir(name, `${SHARED}/${name}`) ??
+    (fromEnv ? findDataDir(name, `${fromEnv}/${name}`) : null);
+}
+
 for (const name of ["fashion-mnist", "mnist"] as const) {
-  const dir = findDataDir(name, `${SHARED}/${name}`);
+  const dir = realDataDir(name);
   if (dir === null) {
     console.warn(
-      `datasets_test: SKIPPING the real ${name} test: no IDX files in ${SHARED}/${name}.\n` +
-        missingDataMessage(name, `${SHARED}/${name}`),
+      `datasets_test: SKIPPING the real ${name} test: no ${name} IDX files found. To run it, put ` +
+        `train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and ` +
+        `t10k-labels-idx1-ubyte (each optionally .gz) in ${SHARED}/${name} (../shared/data/` +
+        `${name} beside the repository), or set DFKD_DATA_DIR to a folder whose ${name}/ ` +
+        `subfolder holds them.`,
     );
   }
   Deno.test({

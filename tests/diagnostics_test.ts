@@ -1,13 +1,16 @@
 /**
  * The transfer-set check: class counts, agreement and saturation against hand-counted values,
  * the warning's causes, `predict` against `evaluate`, and a run that reports a one-class
- * transfer set before distilling it.
+ * transfer set before distilling it; a teacher with all-zero weights is refused before synthesis.
  */
 
 import assert from "node:assert/strict";
 import { DEFAULTS, resolveConfig } from "../src/dfkd/settings.ts";
 import { transferSetStats, transferSetWarning } from "../src/dfkd/diagnostics.ts";
 import { runDfkd } from "../src/dfkd/run.ts";
+import { teacherFeatureModel } from "../src/dfkd/transfer_set.ts";
+import { checkNonZeroWeights } from "../src/nn/checkpoint.ts";
+import { CheckpointError } from "../src/nn/safetensors.ts";
 import { buildModel } from "../src/nn/models.ts";
 import { evaluate, predict } from "../src/nn/train.ts";
 import { gpuReady, randArray } from "./helpers.ts";
@@ -115,4 +118,46 @@ Deno.test("a run whose teacher files every image under one class warns before di
     teacher.dispose();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("a teacher with all-zero weights is refused, not sent to synthesis with a sigma hint", async () => {
+  await gpuReady;
+  const teacher = buildModel("lenet5", 5);
+  try {
+    const zero = (name: string) => {
+      const p = teacher.parameters().find((q) => q.name === name)!;
+      p.value.write(new Float32Array(p.value.size));
+    };
+    const refused = (...fragments: string[]) => (e: unknown) => {
+      assert.ok(e instanceof CheckpointError, String(e));
+      for (const f of fragments) assert.ok(e.message.includes(f), `no "${f}" in: ${e.message}`);
+      assert.doesNotMatch(e.message, /sigma/);
+      return true;
+    };
+    assert.notEqual(await teacherFeatureModel(teacher, DEFAULTS.synthesis), null);
+    zero("fc3.weight");
+    await assert.rejects(
+      teacherFeatureModel(teacher, DEFAULTS.synthesis),
+      refused("teacher: fc3.weight is all zero", "same for every input"),
+    );
+    for (const p of teacher.parameters()) zero(p.name);
+    for (const method of ["soft-target", "softmax-space", "noise"] as const) {
+      await assert.rejects(
+        teacherFeatureModel(teacher, { ...DEFAULTS.synthesis, method }),
+        refused("teacher: the weights are all zero", "untrained"),
+      );
+    }
+  } finally {
+    teacher.dispose();
+  }
+  const t = (data: number[]) => ({ shape: [data.length], data: Float32Array.from(data) });
+  const contents = (w: number[]) => ({
+    tensors: { "a.weight": t(w), "a.bias": t([0]) },
+    metadata: {},
+  });
+  checkNonZeroWeights(contents([0, -0.5]), "x"); // one non-zero weight is enough
+  assert.throws(
+    () => checkNonZeroWeights(contents([0, -0]), "x.safetensors"),
+    /^CheckpointError: x\.safetensors: the weights are all zero/,
+  );
 });

@@ -7,6 +7,7 @@ import assert, { deepStrictEqual as assertEquals, rejects, throws } from "node:a
 import {
   CheckpointError,
   decodeSafetensors,
+  duplicateTopLevelKey,
   encodeSafetensors,
   type HostTensor,
   loadSafetensors,
@@ -164,4 +165,26 @@ Deno.test("safetensors: every corrupt file is a CheckpointError naming file and 
   check(f32('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', 2), "after the last");
   check(f32('{"__metadata__":{"epoch":3}}', 0), "metadata", "string");
   check(f32('{"a":[1,2]}', 0), "dtype");
+});
+
+Deno.test("safetensors: a tensor or metadata named twice in the header is refused", () => {
+  const name = "dup.safetensors";
+  const a = '"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}';
+  const check = (json: string, n: number, key: string) =>
+    throws(
+      () => decodeSafetensors(handBuilt(json, new Array(4 * n).fill(0)), name),
+      isCheckpointError(name, `"${key}" twice`, "duplicate"),
+    );
+  check(`{${a},${a}}`, 1, "a");
+  // The same name spelled with an escape is still the same name.
+  check(`{${a}, "\\u0061":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, 1, "a");
+  check('{"__metadata__":{"x":"1"},"__metadata__":{"x":"2"}}', 0, "__metadata__");
+  // Equal keys inside nested objects or strings are not top-level duplicates.
+  const nested = handBuilt(
+    '{"__metadata__":{"a":"{\\"a\\":1,\\"a\\":2}","b":"a"},' + a + "}",
+    [0, 0, 0, 0],
+  );
+  assertEquals(Object.keys(decodeSafetensors(nested, name).tensors), ["a"]);
+  assertEquals(duplicateTopLevelKey('{"x":{"y":1,"y":2},"z":[{"x":1}]}'), null);
+  assertEquals(duplicateTopLevelKey('{"x":1,"z":[{"x":1}],"x":2}'), "x");
 });

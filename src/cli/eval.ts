@@ -1,11 +1,25 @@
 /**
  * `deno task eval`: top-1 accuracy of a checkpoint on a real test set.
  *
+ * The checkpoint may be one of this project's (its metadata names the architecture and dataset)
+ * or a plain PyTorch `state_dict` saved with `safetensors.torch.save_file`: then `--arch` names
+ * the architecture, and the module names (`features.0`, `classifier.4`, `conv1`, `fc3`, under an
+ * optional `module.` prefix) are mapped onto this project's.
+ *
  * @module
  */
 
-import { type DatasetName, findDataDir, loadSplit } from "../data/datasets.ts";
-import { loadModel } from "../nn/checkpoint.ts";
+import { basename, dirname, join, resolve } from "node:path";
+import {
+  DATASET_NAMES,
+  type DatasetName,
+  findDataDir,
+  loadSplit,
+  parseDatasetName,
+} from "../data/datasets.ts";
+import { modelFromSafetensors } from "../nn/checkpoint.ts";
+import { type Architecture, ARCHITECTURES } from "../nn/models.ts";
+import { CheckpointError, loadSafetensors } from "../nn/safetensors.ts";
 import { evaluate } from "../nn/train.ts";
 import { type FlagSpec, helpText, parseFlags, UsageError } from "./flags.ts";
 import { dataNotFound, initGpuForCli, runMain } from "./main.ts";
@@ -13,11 +27,18 @@ import { dataNotFound, initGpuForCli, runMain } from "./main.ts";
 /** Every flag of `deno task eval`. */
 export const FLAGS: Record<string, FlagSpec> = {
   model: { type: "string", help: "Checkpoint (.safetensors) to evaluate. Required." },
+  arch: {
+    type: "string",
+    defaultText: "the checkpoint's metadata",
+    choices: ARCHITECTURES,
+    help: "Architecture of the checkpoint; needed for a plain PyTorch state_dict, and wins over " +
+      "the metadata.",
+  },
   dataset: {
     type: "string",
     defaultText: "the checkpoint's metadata, else fashion-mnist",
-    choices: ["fashion-mnist", "mnist"],
-    help: "Dataset.",
+    help: `Dataset: ${DATASET_NAMES.join(" or ")} (also written fmnist, FashionMNIST, ` +
+      "fashion_mnist, MNIST).",
   },
   data: {
     type: "string",
@@ -25,6 +46,31 @@ export const FLAGS: Record<string, FlagSpec> = {
     help: "Folder holding the IDX files.",
   },
 };
+
+const KNOWN_DATASETS = `${DATASET_NAMES.join(", ")} (also written fmnist, FashionMNIST, ` +
+  "fashion_mnist, MNIST)";
+
+/**
+ * Refuses a checkpoint inside the `partial/` folder of a run that holds `run.json`: such a file is
+ * an unfinished run's intermediate state, not a finished model.
+ *
+ * @throws {UsageError} naming the run folder and how to finish it.
+ */
+async function refuseIntermediate(path: string): Promise<void> {
+  const parent = dirname(resolve(path));
+  if (basename(parent) !== "partial") return;
+  const run = dirname(parent);
+  try {
+    if (!(await Deno.stat(join(run, "run.json"))).isFile) return;
+  } catch {
+    return;
+  }
+  throw new UsageError(
+    `--model ${path} is an intermediate file of the unfinished run in ${run}, not a finished ` +
+      `model; resume the run (deno task synth --resume ${run}), then evaluate ` +
+      `${join(run, "student.safetensors")}`,
+  );
+}
 
 /** Runs `deno task eval` with `args`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
@@ -36,18 +82,48 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (!f.model) throw new UsageError("--model FILE is required");
+  const path = f.model as string;
+  let dataset: DatasetName | undefined;
+  if (f.dataset !== undefined) {
+    dataset = parseDatasetName(f.dataset as string) ?? undefined;
+    if (!dataset) {
+      throw new UsageError(`--dataset ${f.dataset}: unknown dataset; known: ${KNOWN_DATASETS}`);
+    }
+  }
+  await refuseIntermediate(path);
   await initGpuForCli();
-  const { model, metadata } = await loadModel(f.model as string);
-  const dataset = (f.dataset ?? metadata.dataset ?? "fashion-mnist") as DatasetName;
-  const dir = findDataDir(dataset, f.data as string | undefined);
-  if (!dir) throw dataNotFound(dataset, f.data as string | undefined);
-  const test = await loadSplit(dir, "test");
-  const acc = await evaluate(model, test);
-  console.log(
-    `${f.model}: ${model.arch} on ${dataset} test set (${test.count} images): ${
-      (acc * 100).toFixed(2)
-    }%`,
-  );
+  const contents = await loadSafetensors(path);
+  const arch = f.arch as Architecture | undefined;
+  if (!arch && contents.metadata.arch === undefined) {
+    throw new CheckpointError(
+      `${path}: the checkpoint names no architecture (no "arch" in its __metadata__, as in a ` +
+        `plain PyTorch state_dict); pass --arch (${ARCHITECTURES.join(" or ")})`,
+    );
+  }
+  if (!dataset && contents.metadata.dataset !== undefined) {
+    dataset = parseDatasetName(contents.metadata.dataset) ?? undefined;
+    if (!dataset) {
+      throw new CheckpointError(
+        `${path}: its metadata names dataset "${contents.metadata.dataset}", which this tool ` +
+          `does not know (known: ${KNOWN_DATASETS}); pass --dataset`,
+      );
+    }
+  }
+  dataset ??= "fashion-mnist";
+  const { model } = modelFromSafetensors(contents, path, { arch, requireFinite: true });
+  try {
+    const dir = findDataDir(dataset, f.data as string | undefined);
+    if (!dir) throw dataNotFound(dataset, f.data as string | undefined);
+    const test = await loadSplit(dir, "test");
+    const acc = await evaluate(model, test);
+    console.log(
+      `${path}: ${model.arch} on ${dataset} test set (${test.count} images): ${
+        (acc * 100).toFixed(2)
+      }%`,
+    );
+  } finally {
+    model.dispose();
+  }
   return 0;
 }
 

@@ -131,17 +131,54 @@ export function parseFlags(args: string[], specs: Record<string, FlagSpec>): Par
       out[name] = raw;
       continue;
     }
-    const v = raw.trim() === "" ? NaN : Number(raw);
-    if (!Number.isFinite(v)) {
-      throw new UsageError(`--${name} must be a finite number; got "${raw}"`);
-    }
-    if (s.type === "integer" && !Number.isInteger(v)) {
-      throw new UsageError(`--${name} must be a whole number; got "${raw}"`);
-    }
+    const v = parseNumber(name, raw, s);
     checkRange(name, v, s);
     out[name] = v;
   }
   return out;
+}
+
+/** Plain decimal integers: digits with an optional sign. */
+const DECIMAL_INTEGER = /^[+-]?[0-9]+$/;
+/** Plain decimal numbers: digits with an optional sign, fraction and exponent (`1.5e-3`). */
+const DECIMAL_NUMBER = /^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$/;
+
+/**
+ * The value of `--name raw` for a `number` or `integer` flag. Numbers are written in plain
+ * decimal: `number` flags take digits with an optional sign, fraction and exponent (`0.001`,
+ * `1e-3`); `integer` flags take digits only (`20`, `-1`). Hexadecimal, octal and binary prefixes
+ * (`0x14`, `0o7`, `0b1`), `Infinity`, `NaN`, surrounding spaces and empty values are refused.
+ *
+ * @throws {UsageError} naming the flag and the value, when `raw` is not such a number, or an
+ *   integer is beyond ±(2^53 − 1).
+ */
+export function parseNumber(name: string, raw: string, s: Pick<FlagSpec, "type">): number {
+  const shown = JSON.stringify(raw);
+  if (raw.trim() === "") {
+    throw new UsageError(`--${name} needs a value; got ${raw === "" ? "an empty one" : shown}`);
+  }
+  if (s.type === "integer") {
+    if (DECIMAL_INTEGER.test(raw)) {
+      const v = Number(raw);
+      if (!Number.isSafeInteger(v)) {
+        throw new UsageError(
+          `--${name} must be between ±${Number.MAX_SAFE_INTEGER}; got ${shown}`,
+        );
+      }
+      return v;
+    }
+    const why = DECIMAL_NUMBER.test(raw) && !Number.isInteger(Number(raw))
+      ? "a whole number"
+      : "a whole number written in decimal digits (e.g. 20)";
+    throw new UsageError(`--${name} must be ${why}; got ${shown}`);
+  }
+  const v = Number(raw);
+  if (!DECIMAL_NUMBER.test(raw) || !Number.isFinite(v)) {
+    throw new UsageError(
+      `--${name} must be a finite number in decimal notation (e.g. 0.5 or 1e-3); got ${shown}`,
+    );
+  }
+  return v;
 }
 
 /** @throws {UsageError} when `v` is outside the spec's range. */

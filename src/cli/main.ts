@@ -43,19 +43,19 @@ export function initGpuForCli(): Promise<GpuContext> {
  */
 export function dataNotFound(dataset: DatasetName, explicit?: string): UsageError {
   const files = "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and " +
-    "t10k-labels-idx1-ubyte, each optionally .gz";
-  const get = dataset === "fashion-mnist"
-    ? " or install it (Debian/Ubuntu: apt install dataset-fashion-mnist)"
-    : "";
+    "t10k-labels-idx1-ubyte (each optionally .gz)";
   if (explicit !== undefined) {
     return new UsageError(
       `--data ${explicit}: the ${dataset} files are not there (a data folder holds ${files}); ` +
         `pass the folder that holds them`,
     );
   }
+  const get = dataset === "fashion-mnist"
+    ? ", or install it (Debian/Ubuntu: apt install dataset-fashion-mnist)"
+    : "";
   return new UsageError(
     `no ${dataset} data found (looked in ${dataDirCandidates(dataset).join(", ")}); pass ` +
-      `--data DIR, a folder holding ${files},${get}`,
+      `--data DIR, a folder holding ${files}, or set DFKD_DATA_DIR to one${get}`,
   );
 }
 

@@ -48,7 +48,7 @@ import {
 } from "../dfkd/settings.ts";
 import { CheckpointError, RunFolderError, SettingError } from "../errors.ts";
 import type { Sequential } from "../nn/layers.ts";
-import { loadModel } from "../nn/checkpoint.ts";
+import { checkNonZeroWeights, type LoadedModel, modelFromSafetensors } from "../nn/checkpoint.ts";
 import { type Architecture, buildModel } from "../nn/models.ts";
 import { loadSafetensors } from "../nn/safetensors.ts";
 import { helpText, type ParsedFlags, parseFlags, UsageError } from "./flags.ts";
@@ -78,27 +78,15 @@ async function loadTeacher(
   path: string,
   arch: Architecture | undefined,
   hint: string,
-): Promise<Awaited<ReturnType<typeof loadModel>>> {
-  let loaded;
+): Promise<LoadedModel> {
   try {
-    loaded = await loadModel(path, { arch });
+    const contents = await loadSafetensors(path);
+    checkNonZeroWeights(contents, path);
+    return modelFromSafetensors(contents, path, { arch, requireFinite: true });
   } catch (e) {
     if (e instanceof CheckpointError) throw new CheckpointError(`${e.message}; ${hint}`);
     throw e;
   }
-  const { tensors } = await loadSafetensors(path);
-  for (const [name, t] of Object.entries(tensors)) {
-    let bad = 0;
-    for (const v of t.data) if (!Number.isFinite(v)) bad++;
-    if (bad > 0) {
-      loaded.model.dispose();
-      throw new CheckpointError(
-        `${path}: tensor "${name}" holds ${bad} NaN or infinite value(s); the checkpoint is ` +
-          `corrupt or its training diverged: ${hint}`,
-      );
-    }
-  }
-  return loaded;
 }
 
 /** Largest activation of one image in `model`, in bytes (input included). */
@@ -510,11 +498,11 @@ async function runWithSignals(
       barPhase = e.phase;
       bar = e.phase === "synthesis"
         ? progressBar("synthesis   ", cfg.synthesis.samples, "samples")
-        : progressBar("distillation", e.steps, "steps");
+        : progressBar("distillation", e.steps, "steps", e.resumed ? e.step : 0);
     }
     if (e.phase === "synthesis") {
-      bar!.update(Math.floor(e.samplesDone), { loss: e.loss.toFixed(4) });
-    } else bar!.update(e.step, { loss: e.loss.toFixed(4) });
+      bar!.update(Math.floor(e.samplesDone), { loss: e.loss }, e.resumed);
+    } else bar!.update(e.step, { loss: e.resumed ? "-" : e.loss }, e.resumed);
   };
   try {
     const outcome = await runDfkd(cfg, outDir, {

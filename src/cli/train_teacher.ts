@@ -118,7 +118,7 @@ export async function main(args: string[]): Promise<number> {
     inputNoise,
     onProgress: (p) => {
       bar ??= progressBar("train", p.steps, "steps");
-      bar.update(p.step, { loss: p.loss.toFixed(4), rate: `epoch ${p.epoch + 1}/${p.epochs}` });
+      bar.update(p.step, { loss: p.loss, detail: `epoch ${p.epoch + 1}/${p.epochs}` });
     },
   });
   (bar as Progress | null)?.stop();

@@ -228,8 +228,8 @@ export function guessDataset(set: Dataset): DatasetName | null {
  * @param split `"train"` (files `train-*`) or `"test"` (files `t10k-*`).
  * @param opts.limit keep only the first `limit` examples (the files are still fully validated).
  * @returns images `[N, 1, 32, 32]` in [0, 1] and labels `[N]`.
- * @throws {DataError} if a file is missing or corrupt, the images are not 28×28, the image and
- *   label counts differ, or a label is outside 0..9.
+ * @throws {DataError} if a file is missing or corrupt, the files hold no images, the images are
+ *   not 28×28, the image and label counts differ, or a label is outside 0..9.
  * @throws {RangeError} if `limit` is not a non-negative integer.
  */
 export async function loadSplit(
@@ -277,6 +277,12 @@ export async function loadSplit(
     throw new DataError(
       `${imgPath} holds ${n} images but ${labPath} holds ${lab.dims[0]} labels; the two files ` +
         `come from different splits or versions: re-download both.`,
+    );
+  }
+  if (n === 0) {
+    throw new DataError(
+      `${imgPath} and ${labPath} are valid IDX files but hold 0 images: there is nothing to ` +
+        `${split === "test" ? "measure accuracy on" : "train on"}; re-download the ${split} files.`,
     );
   }
   const count = limit === undefined ? n : Math.min(limit, n);

@@ -79,7 +79,14 @@ export interface RunMetrics {
 /** Progress events of a run. */
 export type RunEvent =
   | { phase: "synthesis"; samplesDone: number; samples: number; loss: number; resumed: boolean }
-  | { phase: "distillation"; step: number; steps: number; loss: number; resumed: boolean }
+  | {
+    phase: "distillation";
+    step: number;
+    steps: number;
+    /** NaN on the event that reports the steps reloaded by a resume. */
+    loss: number;
+    resumed: boolean;
+  }
   | { phase: "message"; text: string };
 
 /** What a run needs besides its configuration. */
@@ -250,6 +257,15 @@ async function distillResumable(
     ctx.onEvent?.({
       phase: "message",
       text: `distillation resumed after epoch ${kept.state.epoch}`,
+    });
+    const n = cfg.synthesis.samples;
+    const perEpoch = Math.max(1, Math.floor(n / Math.min(cfg.distillation.batchSize, n)));
+    ctx.onEvent?.({
+      phase: "distillation",
+      step: kept.state.epoch * perEpoch,
+      steps: cfg.distillation.epochs * perEpoch,
+      loss: NaN,
+      resumed: true,
     });
   }
   let seconds = kept?.seconds ?? 0;

@@ -8,6 +8,8 @@
 import { noGrad } from "../autograd/tape.ts";
 import type { Sequential } from "../nn/layers.ts";
 import { CheckpointError, SettingError } from "../errors.ts";
+import { checkNonZeroWeights } from "../nn/checkpoint.ts";
+import type { HostTensor } from "../nn/safetensors.ts";
 import { softmax } from "../ops/softmax.ts";
 import type { Rng } from "../random.ts";
 import { Tensor, tidy } from "../tensor.ts";
@@ -70,11 +72,22 @@ export async function synthesizeTransferBatch(
   }
 }
 
-/** The feature model of the method's layer, or null for the `noise` method. */
+/**
+ * The feature model of the method's layer, or null for the `noise` method.
+ *
+ * @throws {CheckpointError} when a weight matrix of the teacher is all zero (its output is then
+ *   the same for every input), or the layer's weights give no feature-space model.
+ * @throws {RangeError} when the layer is not fully connected.
+ */
 export async function teacherFeatureModel(
   teacher: Sequential,
   cfg: Pick<SynthesisSettings, "method" | "layer" | "sigma">,
 ): Promise<FeatureModel | null> {
+  const tensors: Record<string, HostTensor> = {};
+  for (const p of teacher.parameters()) {
+    tensors[p.name] = { shape: [...p.value.shape], data: await p.value.read() };
+  }
+  checkNonZeroWeights({ tensors, metadata: {} }, "teacher");
   if (cfg.method === "noise") return null;
   const layer = cfg.method === "softmax-space" ? teacher.layers.at(-1)!.name : cfg.layer;
   const l = teacher.layers[teacher.indexOf(layer)].layer;

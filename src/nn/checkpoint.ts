@@ -56,6 +56,55 @@ export interface LoadModelOptions {
    * matched as {@link mapParameterNames} describes.
    */
   nameMap?: Record<string, string>;
+  /** Refuse tensors holding NaN or infinite values ({@link checkFinite}). Default false. */
+  requireFinite?: boolean;
+}
+
+/**
+ * Checks that every tensor of a checkpoint holds finite values only; `source` names the checkpoint
+ * in the message.
+ *
+ * @throws {CheckpointError} naming the first tensor with NaN or infinite values, how many it
+ *   holds and the first one's index.
+ */
+export function checkFinite(contents: SafetensorsContents, source: string): void {
+  for (const [name, t] of Object.entries(contents.tensors)) {
+    let bad = 0;
+    let first = -1;
+    for (let i = 0; i < t.data.length; i++) {
+      if (!Number.isFinite(t.data[i])) {
+        if (bad++ === 0) first = i;
+      }
+    }
+    if (bad > 0) {
+      throw new CheckpointError(
+        `${source}: tensor "${name}" holds ${bad} NaN or infinite value(s) (the first, ` +
+          `${
+            t.data[first]
+          }, at index ${first}); the checkpoint is corrupt or its training diverged`,
+      );
+    }
+  }
+}
+
+/**
+ * Checks that no weight tensor (`*.weight`) of a checkpoint is all zero: one such layer makes a
+ * network's output the same for every input (a blank or untrained checkpoint), so nothing can be
+ * distilled from it. `source` names the checkpoint in the message.
+ *
+ * @throws {CheckpointError} saying whether all weights or which layers' weights are zero.
+ */
+export function checkNonZeroWeights(contents: SafetensorsContents, source: string): void {
+  const weights = Object.entries(contents.tensors).filter(([name]) => name.endsWith("weight"));
+  const zero = weights.filter(([, t]) => t.data.every((v) => v === 0)).map(([name]) => name);
+  if (zero.length === 0) return;
+  const what = zero.length === weights.length
+    ? "the weights are all zero (a blank or untrained checkpoint)"
+    : `${zero.join(", ")} ${zero.length === 1 ? "is" : "are"} all zero`;
+  throw new CheckpointError(
+    `${source}: ${what}, so its output is the same for every input and carries no class ` +
+      `information; train it, or use another checkpoint`,
+  );
 }
 
 /** Prefixes that wrappers add to every key (`DataParallel`, Lightning, `torch.compile`). */
@@ -155,6 +204,7 @@ export function modelFromSafetensors(
   opts: LoadModelOptions = {},
 ): LoadedModel {
   const { tensors, metadata } = contents;
+  if (opts.requireFinite) checkFinite(contents, source);
   const arch = (opts.arch ?? metadata.arch) as Architecture | undefined;
   if (!arch) {
     throw new CheckpointError(
@@ -221,7 +271,8 @@ export function loadModelFromBytes(
  *
  * @throws {CheckpointError} when the file is missing, not safetensors, names no known
  *   architecture, or a tensor is missing or has another shape than the architecture needs
- *   (the message names the tensor, both shapes and the names expected).
+ *   (the message names the tensor, both shapes and the names expected); with
+ *   `opts.requireFinite`, when a tensor holds NaN or infinite values.
  */
 export async function loadModel(path: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   return modelFromSafetensors(await loadSafetensors(path), path, opts);

@@ -156,6 +156,35 @@ function describeForeign(bytes: Uint8Array): string | null {
 }
 
 /**
+ * The first key that occurs twice at the top level of the JSON object `text` (which must be valid
+ * JSON), or null. `JSON.parse` keeps the last of duplicate keys silently; the format forbids them.
+ */
+export function duplicateTopLevelKey(text: string): string | null {
+  const seen = new Set<string>();
+  let depth = 0;
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (ch === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+      if (depth === 1 && expectKey) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        if (seen.has(key)) return key;
+        seen.add(key);
+        expectKey = false;
+      }
+      i = j;
+    } else if (ch === "{" || ch === "[") {
+      depth++;
+      expectKey = depth === 1 && ch === "{";
+    } else if (ch === "}" || ch === "]") depth--;
+    else if (ch === "," && depth === 1) expectKey = true;
+  }
+  return null;
+}
+
+/**
  * Parses a safetensors file holding f32 tensors.
  *
  * @param bytes the whole file.
@@ -163,7 +192,7 @@ function describeForeign(bytes: Uint8Array): string | null {
  * @returns tensors (copies, independent of `bytes`) and metadata.
  * @throws {CheckpointError} if the file is empty or truncated, is not a safetensors file, the
  *   header length runs past the end of the file, the header is not valid JSON or not of the
- *   documented structure, a tensor has a dtype other than F32, offsets are out of range,
+ *   documented structure, names a tensor twice, a tensor has a dtype other than F32, offsets are out of range,
  *   overlapping or leave holes, or a byte count disagrees with a shape.
  */
 export function decodeSafetensors(
@@ -197,15 +226,22 @@ export function decodeSafetensors(
   const headerLen = Number(n);
   if (bytes[8] !== 0x7b /* { */) notSafetensors("the header does not start with '{'");
   let header: unknown;
+  let text = "";
   try {
-    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(
-      bytes.subarray(8, 8 + headerLen),
-    ));
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + headerLen));
+    header = JSON.parse(text);
   } catch (err) {
     fail(`header is not valid UTF-8 JSON (${(err as Error).message}); the file is corrupt`);
   }
   if (typeof header !== "object" || header === null || Array.isArray(header)) {
     fail("header is not a JSON object");
+  }
+  const dup = duplicateTopLevelKey(text);
+  if (dup !== null) {
+    fail(
+      `the header names "${dup}" twice (the format forbids duplicate names); the file was ` +
+        `written by a faulty tool or edited by hand`,
+    );
   }
   const entries = Object.entries(header as Record<string, unknown>);
   const dataStart = 8 + headerLen;
@@ -317,6 +353,12 @@ export async function loadSafetensors(path: string): Promise<SafetensorsContents
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
       throw new CheckpointError(`${path}: checkpoint file not found`);
+    }
+    const isDir = await Deno.stat(path).then((s) => s.isDirectory, () => false);
+    if (isDir) {
+      throw new CheckpointError(
+        `${path} is a folder, not a checkpoint file; pass the .safetensors file itself`,
+      );
     }
     throw new CheckpointError(`${path}: cannot read the checkpoint: ${(err as Error).message}`);
   }
