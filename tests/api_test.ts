@@ -167,7 +167,7 @@ Deno.test("bad arguments raise RangeError naming the argument", async () => {
     await assert.rejects(synthesizeTransferSet(teacher, { sigma: 0, samples: 2 }), RangeError);
     await assert.rejects(
       synthesizeTransferSet(teacher, { iterations: 0, samples: 2 }),
-      /iterations must be an integer >= 1, got 0/,
+      /synthesis.iterations must be a whole number ≥ 1; got 0/,
     );
     await assert.rejects(
       synthesizeTransferSet(teacher, { layer: "conv1", samples: 2 }),
