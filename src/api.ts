@@ -169,6 +169,14 @@ export interface SynthesisProgress {
   loss: number;
   /** True on the single report made when a batch is finished (then `samplesDone` is whole). */
   done: boolean;
+  /**
+   * On the `done` report only: the finished batch's images `[bn, 1, 32, 32]` in [0, 1] (rows
+   * `samplesDone - bn .. samplesDone` of the transfer set), so a viewer can show the set as it
+   * grows. A view of the result's memory: copy it to keep it past the callback.
+   */
+  images?: Float32Array;
+  /** On the `done` report only: the finished batch's soft targets `[bn, classes]` (a view). */
+  softTargets?: Float32Array;
 }
 
 /** Options of {@link synthesizeTransferSet}: any synthesis setting, plus a progress callback. */
@@ -255,8 +263,14 @@ export async function synthesizeTransferSet(
     const start = b * bs;
     const bn = Math.min(bs, n - start);
     const rng = root.fork(`synthesis-batch-${b}`);
-    const report = (iteration: number, samplesDone: number, loss: number, done: boolean) =>
-      onProgress?.({ batch: b, batches, iteration, samplesDone, samples: n, loss, done });
+    const report = (
+      iteration: number,
+      samplesDone: number,
+      loss: number,
+      done: boolean,
+      batch: Pick<SynthesisProgress, "images" | "softTargets"> = {},
+    ) =>
+      onProgress?.({ batch: b, batches, iteration, samplesDone, samples: n, loss, done, ...batch });
     const res = await synthesizeTransferBatch(teacher, fm, cfg, bn, rng, (iteration, loss) => {
       if (iteration < cfg.iterations) {
         report(iteration, start + (bn * iteration) / cfg.iterations, loss, false);
@@ -265,7 +279,10 @@ export async function synthesizeTransferSet(
     // Without shouldStop, a batch always returns a result.
     images.set(res!.images, start * per);
     targets.set(res!.targets, start * classes);
-    report(cfg.iterations, start + bn, res!.loss, true);
+    report(cfg.iterations, start + bn, res!.loss, true, {
+      images: images.subarray(start * per, (start + bn) * per),
+      softTargets: targets.subarray(start * classes, (start + bn) * classes),
+    });
   }
   return { images, softTargets: targets, count: n, seconds: (performance.now() - t0) / 1000 };
 }
