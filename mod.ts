@@ -87,6 +87,7 @@ export {
 // The method's building blocks.
 export { buildFeatureModel, type FeatureModel, sampleFeatures } from "./src/dfkd/feature_model.ts";
 export { softTargets } from "./src/dfkd/soft_targets.ts";
+export { gridByClass, targetClass } from "./src/dfkd/diagnostics.ts";
 export type { AdversarialOptions } from "./src/dfkd/distill.ts";
 
 // GPU runtime and tensors.
@@ -137,7 +138,10 @@ export type { AdamOptions, SgdOptions } from "./src/ops/optim.ts";
 export {
   type LoadedModel,
   loadModel,
+  loadModelFromBytes,
   type LoadModelOptions,
+  modelFromSafetensors,
+  modelToBytes,
   saveModel,
 } from "./src/nn/checkpoint.ts";
 export {
@@ -162,6 +166,9 @@ export {
   missingDataMessage,
   type Split,
 } from "./src/data/datasets.ts";
+
+// Viewing images (a canvas in a browser; `src/io/png.ts` encodes the same raster as PNG in Deno).
+export { type GridOptions, imageGridRgba, type RgbaImage } from "./src/io/grid.ts";
 
 // Errors raised by the method's loops.
 export { NumericalError } from "./src/dfkd/synthesis.ts";
