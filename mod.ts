@@ -123,6 +123,7 @@ export {
 // The method's building blocks.
 export { buildFeatureModel, type FeatureModel, sampleFeatures } from "./src/dfkd/feature_model.ts";
 export { softTargets } from "./src/dfkd/soft_targets.ts";
+export { gridByClass, targetClass } from "./src/dfkd/diagnostics.ts";
 export type { TransferSetStats } from "./src/dfkd/diagnostics.ts";
 export type { AdversarialOptions } from "./src/dfkd/distill.ts";
 
@@ -181,6 +182,7 @@ export {
   loadTrainingState,
   mapParameterNames,
   modelFromSafetensors,
+  modelToBytes,
   saveModel,
   saveTrainingState,
   type TrainingState,
@@ -208,6 +210,9 @@ export {
   parseDatasetName,
   type Split,
 } from "./src/data/datasets.ts";
+
+// Viewing images (a canvas in a browser; `src/io/png.ts` encodes the same raster as PNG in Deno).
+export { type GridOptions, imageGridRgba, type RgbaImage } from "./src/io/grid.ts";
 
 // Errors: one hierarchy.
 export {

@@ -149,6 +149,14 @@ export interface SynthesisProgress {
   loss: number;
   /** True on the single report made when a batch is finished (then `samplesDone` is whole). */
   done: boolean;
+  /**
+   * On the `done` report only: the finished batch's images `[bn, 1, 32, 32]` in [0, 1] (rows
+   * `samplesDone - bn .. samplesDone` of the transfer set), so a viewer can show the set as it
+   * grows. A view of the result's memory: copy it to keep it past the callback.
+   */
+  images?: Float32Array;
+  /** On the `done` report only: the finished batch's soft targets `[bn, classes]` (a view). */
+  softTargets?: Float32Array;
 }
 
 /**
@@ -223,6 +231,8 @@ export async function synthesizeTransferSet(
           samples: p.samples,
           loss: p.loss,
           done: p.done,
+          images: p.images,
+          softTargets: p.targets,
         });
       }
     },

@@ -65,7 +65,11 @@ Deno.test("mod.ts exports the public surface and no internals", () => {
       "tidy",
       "keep",
       "loadModel",
+      "loadModelFromBytes",
+      "modelToBytes",
       "saveModel",
+      "gridByClass",
+      "imageGridRgba",
       "buildModel",
       "Sequential",
       "Conv2d",
@@ -190,15 +194,25 @@ Deno.test("synthesizeTransferSet: shapes, ranges, progress, determinism by seed"
   try {
     const opts = { samples: 10, batchSize: 4, iterations: 3, logEvery: 1 };
     const done: number[] = [];
+    const shown: { images: Float32Array; softTargets: Float32Array }[] = [];
     const a = await synthesizeTransferSet(teacher, {
       ...opts,
       onProgress: (p) => {
         assert.equal(p.batches, 3);
-        if (p.done) done.push(p.samplesDone);
-        else assert(p.iteration >= 1 && p.iteration < 3 && Number.isFinite(p.loss));
+        if (p.done) {
+          done.push(p.samplesDone);
+          shown.push({ images: p.images!.slice(), softTargets: p.softTargets!.slice() });
+        } else {
+          assert(p.iteration >= 1 && p.iteration < 3 && Number.isFinite(p.loss));
+          assert.equal(p.images, undefined);
+        }
       },
     });
     assert.deepEqual(done, [4, 8, 10]);
+    // Each done report carries its batch: together they are the transfer set.
+    assert.deepEqual(shown.map((b) => b.images.length), [4, 4, 2].map((n) => n * 32 * 32));
+    assert.deepEqual(concat(shown.map((b) => b.images)), a.images);
+    assert.deepEqual(concat(shown.map((b) => b.softTargets)), a.softTargets);
     assert.equal(a.count, 10);
     assert.equal(a.images.length, 10 * 32 * 32);
     assert(a.images.every((v) => v >= 0 && v <= 1));
@@ -300,5 +314,41 @@ Deno.test("distill returns a LeNet-5-half student that follows the teacher", asy
     }
   } finally {
     teacher.dispose();
+  }
+});
+
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+Deno.test("modelToBytes: the bytes load back with loadModelFromBytes, equal to saveModel's file", async () => {
+  await gpuReady;
+  const model = buildModel("lenet5-half", 7);
+  const dir = await Deno.makeTempDir();
+  try {
+    const bytes = await mod.modelToBytes(model, { samples: 32, note: "x" });
+    const { model: back, metadata } = mod.loadModelFromBytes(bytes, "student.safetensors");
+    try {
+      assert.deepEqual(metadata, { arch: "lenet5-half", samples: "32", note: "x" });
+      const ours = model.parameters();
+      for (const [i, p] of back.parameters().entries()) {
+        assert.equal(p.name, ours[i].name);
+        assert.deepEqual(await p.value.read(), await ours[i].value.read());
+      }
+    } finally {
+      back.dispose();
+    }
+    await mod.saveModel(`${dir}/m.safetensors`, model, { samples: 32, note: "x" });
+    assert.deepEqual(await Deno.readFile(`${dir}/m.safetensors`), bytes);
+    assert.throws(() => mod.loadModelFromBytes(bytes.subarray(0, 20), "cut"), mod.CheckpointError);
+  } finally {
+    model.dispose();
+    await Deno.remove(dir, { recursive: true });
   }
 });

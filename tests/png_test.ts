@@ -3,7 +3,7 @@
  * known positions (cell placement, padding, scaling, clamping, NaN marking).
  */
 
-import assert, { deepStrictEqual as assertEquals, throws } from "node:assert/strict";
+import assert, { deepStrictEqual as assertEquals, rejects } from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { PNG as PNGModule } from "pngjs";
 import { imageGridPng, savePng } from "../src/io/png.ts";
@@ -23,7 +23,7 @@ function rgba(img: Decoded, x: number, y: number): number[] {
 }
 const gray = (v: number) => [v, v, v, 255];
 
-Deno.test("png: grid places image r*cols+c at row r, column c with padding", () => {
+Deno.test("png: grid places image r*cols+c at row r, column c with padding", async () => {
   const [n, h, w, rows, cols, pad] = [5, 3, 4, 2, 3, 2];
   // Image k is constant k/10 except pixel (1, 2), which is 1.
   const images = new Float32Array(n * h * w);
@@ -31,7 +31,7 @@ Deno.test("png: grid places image r*cols+c at row r, column c with padding", () 
     images.fill(k / 10, k * h * w, (k + 1) * h * w);
     images[k * h * w + 1 * w + 2] = 1;
   }
-  const bytes = imageGridPng(images, n, h, w, rows, cols, { pad });
+  const bytes = await imageGridPng(images, n, h, w, rows, cols, { pad });
   assertEquals([...bytes.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   const img = decode(bytes);
   assertEquals([img.width, img.height], [cols * w + (cols + 1) * pad, rows * h + (rows + 1) * pad]);
@@ -48,9 +48,9 @@ Deno.test("png: grid places image r*cols+c at row r, column c with padding", () 
   assertEquals(rgba(img, emptyCell[0], emptyCell[1]), gray(128));
 });
 
-Deno.test("png: scale enlarges pixels; values are clamped; NaN is red", () => {
+Deno.test("png: scale enlarges pixels; values are clamped; NaN is red", async () => {
   const images = Float32Array.of(-0.5, 2, NaN, 0.25); // one 2x2 image
-  const img = decode(imageGridPng(images, 1, 2, 2, 1, 1, { pad: 0, scale: 3 }));
+  const img = decode(await imageGridPng(images, 1, 2, 2, 1, 1, { pad: 0, scale: 3 }));
   assertEquals([img.width, img.height], [6, 6]);
   for (let y = 0; y < 3; y++) {
     for (let x = 0; x < 3; x++) {
@@ -61,7 +61,10 @@ Deno.test("png: scale enlarges pixels; values are clamped; NaN is red", () => {
     }
   }
   // More images than cells: only the first rows*cols are drawn.
-  const many = imageGridPng(new Float32Array(9).fill(1), 9, 1, 1, 2, 2, { pad: 1, padValue: 0 });
+  const many = await imageGridPng(new Float32Array(9).fill(1), 9, 1, 1, 2, 2, {
+    pad: 1,
+    padValue: 0,
+  });
   const m = decode(many);
   assertEquals([m.width, m.height], [5, 5]);
   assertEquals(rgba(m, 1, 1), gray(255));
@@ -69,13 +72,13 @@ Deno.test("png: scale enlarges pixels; values are clamped; NaN is red", () => {
 });
 
 Deno.test("png: invalid sizes are RangeErrors; savePng writes atomically", async () => {
-  throws(() => imageGridPng(new Float32Array(5), 1, 2, 2, 1, 1), RangeError);
-  throws(() => imageGridPng(new Float32Array(4), 1, 2, 2, 0, 1), RangeError);
-  throws(() => imageGridPng(new Float32Array(4), 1, 2, 2, 1, 1, { pad: -1 }), RangeError);
-  throws(() => imageGridPng(new Float32Array(4), 1, 2, 2, 1, 1, { scale: 0 }), RangeError);
+  await rejects(() => imageGridPng(new Float32Array(5), 1, 2, 2, 1, 1), RangeError);
+  await rejects(() => imageGridPng(new Float32Array(4), 1, 2, 2, 0, 1), RangeError);
+  await rejects(() => imageGridPng(new Float32Array(4), 1, 2, 2, 1, 1, { pad: -1 }), RangeError);
+  await rejects(() => imageGridPng(new Float32Array(4), 1, 2, 2, 1, 1, { scale: 0 }), RangeError);
   const dir = await Deno.makeTempDir();
   try {
-    const bytes = imageGridPng(new Float32Array(16).fill(0.5), 4, 2, 2, 2, 2);
+    const bytes = await imageGridPng(new Float32Array(16).fill(0.5), 4, 2, 2, 2, 2);
     await savePng(`${dir}/grid.png`, bytes);
     assertEquals(await Deno.readFile(`${dir}/grid.png`), bytes);
     assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["grid.png"]);

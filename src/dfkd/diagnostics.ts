@@ -102,3 +102,43 @@ export function transferSetWarning(
   return `warning: the teacher puts ${pct(share)} of the transfer set in one class (${name}), ` +
     `so the student can learn little else: ${cause}`;
 }
+
+/**
+ * Lays a transfer set out for viewing: one row per class (its soft target's argmax, see
+ * {@link targetClass}), the first `cols` images of each class in order, empty cells 0 (black).
+ * The result feeds `imageGridRgba(grid, classes·cols, h, w, classes, cols)` (a canvas) or
+ * `imageGridPng` with the same arguments (a file).
+ *
+ * @param images `[n, 1, h, w]` (any `[n, ...]` of `perImage` values) in [0, 1].
+ * @param targets `[n, classes]` soft targets (longer arrays: only the first `n` rows are read).
+ * @param cols cells per row, an integer ≥ 1 (default 10).
+ * @returns `grid` `[classes·cols, ...]` and `filled`, the images placed in each row `[classes]`.
+ * @throws {RangeError} when `images` or `targets` do not hold `n` rows, or `cols` < 1.
+ */
+export function gridByClass(
+  images: Float32Array,
+  targets: Float32Array,
+  n: number,
+  classes: number,
+  cols = 10,
+): { grid: Float32Array; filled: number[] } {
+  if (!Number.isInteger(cols) || cols < 1) {
+    throw new RangeError(`gridByClass: cols must be an integer >= 1, got ${cols}`);
+  }
+  if (!Number.isInteger(n) || n < 1 || targets.length < n * classes || images.length % n !== 0) {
+    throw new RangeError(
+      `gridByClass: ${n} images need ${n * classes} soft-target values and a multiple of ${n} ` +
+        `pixels, got ${targets.length} and ${images.length}`,
+    );
+  }
+  const per = images.length / n;
+  const grid = new Float32Array(classes * cols * per);
+  const filled = new Array<number>(classes).fill(0);
+  for (let i = 0; i < n; i++) {
+    const best = targetClass(targets, i, classes);
+    if (filled[best] >= cols) continue;
+    const slot = best * cols + filled[best]++;
+    grid.set(images.subarray(i * per, (i + 1) * per), slot * per);
+  }
+  return { grid, filled };
+}

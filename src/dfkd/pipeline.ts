@@ -53,6 +53,10 @@ export interface SynthesisStageProgress {
   done: boolean;
   /** True when the finished batch was supplied by {@link SynthesisHooks.stored}. */
   resumed: boolean;
+  /** On the `done` report only: the finished batch's images `[bn, 1, 32, 32]` (a view). */
+  images?: Float32Array;
+  /** On the `done` report only: the finished batch's soft targets `[bn, classes]` (a view). */
+  targets?: Float32Array;
 }
 
 /** Hooks of {@link synthesisStage}. */
@@ -116,12 +120,16 @@ export async function synthesisStage(
         loss,
         done: fin,
         resumed: res,
+        ...(fin
+          ? {
+            images: images.subarray(start * per, (start + bn) * per),
+            targets: targets.subarray(start * classes, (start + bn) * classes),
+          }
+          : {}),
       });
-    let res: TransferBatch | null = await hooks.stored?.(b, bn) ?? null;
-    if (res) {
-      seconds += (res as TransferBatch & { seconds: number }).seconds;
-      report(s.iterations, bn, res.loss, true, true);
-    } else {
+    const kept = await hooks.stored?.(b, bn) ?? null;
+    let res: TransferBatch | null = kept;
+    if (!kept) {
       if (hooks.shouldStop?.()) return null;
       const t0 = performance.now();
       res = await synthesizeBatchOf(teacher, fm, cfg, b, batches, bn, root, report, hooks);
@@ -129,10 +137,10 @@ export async function synthesisStage(
       const took = (performance.now() - t0) / 1000;
       seconds += took;
       await hooks.onBatch?.(b, res, took);
-      report(s.iterations, bn, res.loss, true);
-    }
-    images.set(res.images, start * per);
-    targets.set(res.targets, start * classes);
+    } else seconds += kept.seconds;
+    images.set(res!.images, start * per);
+    targets.set(res!.targets, start * classes);
+    report(s.iterations, bn, res!.loss, true, kept !== null);
   }
   return { images, targets, seconds, layer: fm?.layer ?? "none" };
 }

@@ -19,7 +19,6 @@
  * @module
  */
 
-import { join } from "node:path";
 import { RunFolderError } from "../errors.ts";
 import { asWriteError, exists, writeFileAtomic } from "../io/atomic.ts";
 import { imageGridPng } from "../io/png.ts";
@@ -31,9 +30,14 @@ import {
   loadSafetensors,
   saveSafetensors,
 } from "../nn/safetensors.ts";
-import { targetClass } from "./diagnostics.ts";
+import { gridByClass } from "./diagnostics.ts";
 import type { TransferBatch } from "./pipeline.ts";
 import type { DfkdConfig } from "./settings.ts";
+
+/** `dir/name` (no `node:path`: this module is also bundled for browsers). */
+function join(dir: string, name: string): string {
+  return dir.endsWith("/") ? dir + name : `${dir}/${name}`;
+}
 
 /** The contents of `run.json`. */
 export interface RunFile {
@@ -351,20 +355,13 @@ export class RunFolder {
     images: Float32Array,
     targets: Float32Array,
     n: number,
-    { image: [c, h, w], classes }: Shapes,
+    { image: [, h, w], classes }: Shapes,
   ): Promise<void> {
     const cols = 10;
-    const grid = new Float32Array(classes * cols * h * w);
-    const filled = new Array(classes).fill(0);
-    for (let i = 0; i < n; i++) {
-      const best = targetClass(targets, i, classes);
-      if (filled[best] >= cols) continue;
-      const slot = best * cols + filled[best]++;
-      grid.set(images.subarray(i * c * h * w, i * c * h * w + h * w), slot * h * w);
-    }
+    const { grid } = gridByClass(images, targets, n, classes, cols);
     await writeFileAtomic(
       join(this.dir, "samples.png"),
-      imageGridPng(grid, classes * cols, h, w, classes, cols, { pad: 2, scale: 2 }),
+      await imageGridPng(grid, classes * cols, h, w, classes, cols, { pad: 2, scale: 2 }),
     );
   }
 

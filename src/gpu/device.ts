@@ -62,7 +62,10 @@ async function createContext(): Promise<GpuContext> {
   if (!adapter) throw new NoAdapterError();
   // Read the adapter's info before requesting the device.
   const info = adapter.info;
-  const description = info.description || info.device || "unknown adapter";
+  // Browsers may blank the description (Chrome does for SwiftShader): fall back to vendor and
+  // architecture, e.g. "google swiftshader".
+  const description = info.description || info.device ||
+    [info.vendor, info.architecture].filter(Boolean).join(" ") || "unknown adapter";
   const isFallbackAdapter = Boolean(
     (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ??
       (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter ??

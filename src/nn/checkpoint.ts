@@ -13,27 +13,48 @@
 import {
   CheckpointError,
   decodeSafetensors,
+  encodeSafetensors,
   type HostTensor,
   loadSafetensors,
   type SafetensorsContents,
   saveSafetensors,
 } from "./safetensors.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
 import type { Sequential } from "./layers.ts";
 import { type Architecture, ARCHITECTURES, buildModel } from "./models.ts";
 
-/** Reads every parameter back and writes a checkpoint atomically (temp file, then rename). */
-export async function saveModel(
-  path: string,
+/**
+ * Reads every parameter back and serialises the model as a safetensors checkpoint: f32 tensors
+ * named `<layer>.<param>` in the model's layouts, `__metadata__` holding `arch` and `metadata`'s
+ * values as strings. Needs no file system (a browser offers the bytes as a download); the bytes
+ * load back with {@link loadModelFromBytes}.
+ *
+ * @returns the checkpoint's bytes (a JSON header, then little-endian f32 data).
+ */
+export async function modelToBytes(
   model: Sequential,
   metadata: Record<string, string | number> = {},
-): Promise<void> {
-  const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
+): Promise<Uint8Array> {
+  const tensors: Record<string, HostTensor> = {};
   for (const p of model.parameters()) {
     tensors[p.name] = { shape: [...p.value.shape], data: await p.value.read() };
   }
   const meta: Record<string, string> = { arch: model.arch };
   for (const [k, v] of Object.entries(metadata)) meta[k] = String(v);
-  await saveSafetensors(path, tensors, meta);
+  return encodeSafetensors(tensors, meta);
+}
+
+/**
+ * Writes {@link modelToBytes}'s checkpoint to `path` atomically (temp file, then rename).
+ *
+ * @throws file-system errors (missing folder, no permission).
+ */
+export async function saveModel(
+  path: string,
+  model: Sequential,
+  metadata: Record<string, string | number> = {},
+): Promise<void> {
+  await writeFileAtomic(path, await modelToBytes(model, metadata));
 }
 
 /** A loaded model and the checkpoint's metadata. */
