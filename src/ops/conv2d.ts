@@ -31,6 +31,7 @@ import {
   type Kernel,
 } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { checkDtype, checkRank4, checkShape } from "./_checks.ts";
 
 /** Stride and zero padding of a convolution (both square). */
 export interface Conv2dOptions {
@@ -130,25 +131,14 @@ function options(op: string, opts: Conv2dOptions | undefined): { S: number; P: n
   return { S, P };
 }
 
-function rank4(op: string, name: string, shape: readonly number[]): void {
-  if (shape.length !== 4) throw new RangeError(`${op}: ${name} must be 4-D, got [${shape}]`);
-  if (shape.some((d) => !Number.isInteger(d) || d < 1)) {
-    throw new RangeError(`${op}: ${name} has an empty or invalid dimension: [${shape}]`);
-  }
-}
-
-function f32(op: string, name: string, t: Tensor): void {
-  if (t.dtype !== "f32") throw new RangeError(`${op}: ${name} must be f32, got ${t.dtype}`);
-}
-
 function geometry(
   op: string,
   xShape: readonly number[],
   wShape: readonly number[],
   opts: Conv2dOptions | undefined,
 ): Geometry {
-  rank4(op, "input", xShape);
-  rank4(op, "weight", wShape);
+  checkRank4(op, "input", xShape);
+  checkRank4(op, "weight", wShape);
   const [N, C, H, W] = xShape;
   const [O, Cw, KH, KW] = wShape;
   if (Cw !== C) {
@@ -169,12 +159,6 @@ function geometry(
   const OH = Math.floor((H + 2 * P - KH) / S) + 1;
   const OW = Math.floor((W + 2 * P - KW) / S) + 1;
   return { N, C, H, W, O, KH, KW, S, P, OH, OW };
-}
-
-function sameShape(op: string, name: string, got: readonly number[], want: readonly number[]) {
-  if (got.length !== want.length || got.some((d, i) => d !== want[i])) {
-    throw new RangeError(`${op}: ${name} has shape [${got}], expected [${want}]`);
-  }
 }
 
 /**
@@ -383,11 +367,11 @@ export function conv2d(
   opts?: Conv2dOptions,
 ): Tensor {
   const op = "conv2d";
-  f32(op, "input", x);
-  f32(op, "weight", w);
+  checkDtype(op, "input", x);
+  checkDtype(op, "weight", w);
   const g = geometry(op, x.shape, w.shape, opts);
   if (bias) {
-    f32(op, "bias", bias);
+    checkDtype(op, "bias", bias);
     if (bias.size !== g.O || bias.shape.length !== 1) {
       throw new RangeError(`${op}: bias has shape [${bias.shape}], expected [${g.O}]`);
     }
@@ -427,10 +411,10 @@ export function conv2dBackwardInput(
   opts?: Conv2dOptions,
 ): Tensor {
   const op = "conv2dBackwardInput";
-  f32(op, "gy", gy);
-  f32(op, "weight", w);
+  checkDtype(op, "gy", gy);
+  checkDtype(op, "weight", w);
   const g = geometry(op, inputShape, w.shape, opts);
-  sameShape(op, "gy", gy.shape, [g.N, g.O, g.OH, g.OW]);
+  checkShape(op, "gy", gy.shape, [g.N, g.O, g.OH, g.OW]);
   // gx = stride-1 convolution of gy (dilated by S, padded by k − 1 − p) with the flipped,
   // transposed weights; rows past the last window of the forward pass get zeros.
   return convolve(
@@ -468,10 +452,10 @@ export function conv2dBackwardWeight(
   opts?: Conv2dOptions,
 ): Tensor {
   const op = "conv2dBackwardWeight";
-  f32(op, "input", x);
-  f32(op, "gy", gy);
+  checkDtype(op, "input", x);
+  checkDtype(op, "gy", gy);
   const g = geometry(op, x.shape, weightShape, opts);
-  sameShape(op, "gy", gy.shape, [g.N, g.O, g.OH, g.OW]);
+  checkShape(op, "gy", gy.shape, [g.N, g.O, g.OH, g.OW]);
   const { N, C, O, KH, KW, S, OH, OW } = g;
 
   const TN = Math.min(8, Math.ceil(KW / S));
@@ -517,8 +501,8 @@ export function conv2dBackwardWeight(
  */
 export function conv2dBackwardBias(gy: Tensor): Tensor {
   const op = "conv2dBackwardBias";
-  f32(op, "gy", gy);
-  rank4(op, "gy", gy.shape);
+  checkDtype(op, "gy", gy);
+  checkRank4(op, "gy", gy.shape);
   const [N, O, OH, OW] = gy.shape;
   const plane = OH * OW;
   // Groups of images so that about 1024 invocations share the sum.

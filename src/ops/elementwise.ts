@@ -9,6 +9,7 @@ import binarySrc from "../../kernels/elementwise.wgsl" with { type: "text" };
 import unarySrc from "../../kernels/unary.wgsl" with { type: "text" };
 import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { checkSameSize } from "./_checks.ts";
 
 const k = (code: string, entryPoint: string): Kernel => ({
   name: `elementwise.${entryPoint}`,
@@ -22,14 +23,8 @@ const AFFINE = k(unarySrc, "affine");
 const RELU = k(unarySrc, "relu");
 const CLAMP = k(unarySrc, "clamp_range");
 
-function sameSize(op: string, a: Tensor, b: Tensor): void {
-  if (a.size !== b.size) {
-    throw new RangeError(`${op}: shapes [${a.shape}] and [${b.shape}] differ in size`);
-  }
-}
-
 function binary(kernel: Kernel, a: Tensor, b: Tensor, alpha = 1, beta = 1): Tensor {
-  sameSize(kernel.name, a, b);
+  checkSameSize(kernel.name, "a", a, "b", b);
   const out = Tensor.empty(a.shape);
   dispatch(
     kernel,

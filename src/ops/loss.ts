@@ -14,6 +14,13 @@ import ceSrc from "../../kernels/loss_ce.wgsl" with { type: "text" };
 import reduceSrc from "../../kernels/loss_reduce.wgsl" with { type: "text" };
 import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
+import {
+  checkDtype,
+  checkLabels,
+  checkMatrix,
+  checkSameShape,
+  checkTemperature,
+} from "./_checks.ts";
 
 const KL_DIV: Kernel = { name: "loss.kl_div", code: lossSrc, entryPoint: "kl_div" };
 const KD: Kernel = { name: "loss.kd", code: lossSrc, entryPoint: "kd" };
@@ -42,27 +49,12 @@ export interface LossResult {
 /** Normalisation of {@link activationLoss}. */
 export type ActivationNorm = "sample-l1" | "element-mean";
 
-function checkTau(op: string, tau: number): void {
-  if (!(tau > 0) || !Number.isFinite(tau)) {
-    throw new RangeError(`${op}: temperature must be a positive finite number, got ${tau}`);
-  }
-}
-
-function checkMatrix(op: string, name: string, t: Tensor): [number, number] {
-  if (t.shape.length !== 2 || t.size === 0) {
-    throw new RangeError(`${op}: ${name} must be a non-empty [N, K] matrix, got [${t.shape}]`);
-  }
-  if (t.dtype !== "f32") throw new RangeError(`${op}: ${name} must be f32, got ${t.dtype}`);
-  return [t.shape[0], t.shape[1]];
-}
-
+/** Two non-empty f32 `[N, K]` matrices of equal shape; returns N and K. */
 function checkPair(op: string, a: string, ta: Tensor, b: string, tb: Tensor): [number, number] {
-  const [n, k] = checkMatrix(op, a, ta);
-  checkMatrix(op, b, tb);
-  if (tb.shape[0] !== n || tb.shape[1] !== k) {
-    throw new RangeError(`${op}: ${a} [${ta.shape}] and ${b} [${tb.shape}] differ in shape`);
-  }
-  return [n, k];
+  const nk = checkMatrix(op, a, ta, true);
+  checkMatrix(op, b, tb, true);
+  checkSameShape(op, a, ta, b, tb);
+  return nk;
 }
 
 /** Queues `out[0] = scale · Σ part[0..n)` and disposes `part`. */
@@ -107,7 +99,7 @@ function rowLoss(
  * differ, or `tau` is not positive and finite.
  */
 export function klDivLoss(p: Tensor, z: Tensor, tau: number): LossResult {
-  checkTau("klDivLoss", tau);
+  checkTemperature("klDivLoss", tau);
   const [n, k] = checkPair("klDivLoss", "p", p, "z", z);
   return rowLoss(KL_DIV, z, p, n, k, tau, 1 / (n * tau), 1 / n);
 }
@@ -126,7 +118,7 @@ export function klDivLoss(p: Tensor, z: Tensor, tau: number): LossResult {
  * differ, or `tau` is not positive and finite.
  */
 export function kdLoss(teacherLogits: Tensor, studentLogits: Tensor, tau: number): LossResult {
-  checkTau("kdLoss", tau);
+  checkTemperature("kdLoss", tau);
   const [n, k] = checkPair(
     "kdLoss",
     "teacherLogits",
@@ -158,7 +150,7 @@ export function kdDivergence(
   studentLogits: Tensor,
   tau: number,
 ): LossResult & { gradTeacher: Tensor } {
-  checkTau("kdDivergence", tau);
+  checkTemperature("kdDivergence", tau);
   const [n, k] = checkPair(
     "kdDivergence",
     "teacherLogits",
@@ -190,13 +182,8 @@ export function kdDivergence(
  * `[N]` vector.
  */
 export function crossEntropyLoss(z: Tensor, labels: Tensor): LossResult {
-  const [n, k] = checkMatrix("crossEntropyLoss", "z", z);
-  if (labels.dtype !== "u32" || labels.shape.length !== 1 || labels.shape[0] !== n) {
-    throw new RangeError(
-      `crossEntropyLoss: labels must be u32 [${n}] for z [${z.shape}], ` +
-        `got ${labels.dtype} [${labels.shape}]`,
-    );
-  }
+  const [n, k] = checkMatrix("crossEntropyLoss", "z", z, true);
+  checkLabels("crossEntropyLoss", labels, z, n);
   const grad = Tensor.empty(z.shape);
   const part = Tensor.empty([n]);
   dispatch(
@@ -224,7 +211,7 @@ export function activationLoss(a: Tensor, norm: ActivationNorm): LossResult {
   if (a.shape.length === 0 || a.size === 0) {
     throw new RangeError(`activationLoss: a must be a non-empty [N, ...] tensor, got [${a.shape}]`);
   }
-  if (a.dtype !== "f32") throw new RangeError(`activationLoss: a must be f32, got ${a.dtype}`);
+  checkDtype("activationLoss", "a", a);
   let scale: number;
   if (norm === "sample-l1") scale = 1 / a.shape[0];
   else if (norm === "element-mean") scale = 1 / a.size;

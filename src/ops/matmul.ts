@@ -21,6 +21,7 @@ import src from "../../kernels/matmul.wgsl" with { type: "text" };
 import tiledSrc from "../../kernels/matmul_tiled.wgsl" with { type: "text" };
 import { dispatch, gpuContext, groups, type Kernel } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { checkMatrix } from "./_checks.ts";
 
 /** Which matmul kernel to run: register blocking (software adapters) or shared-memory tiling. */
 export type MatmulStrategy = "register" | "tiled";
@@ -105,13 +106,6 @@ export function defaultMatmulStrategy(): MatmulStrategy {
   return gpuContext().isFallbackAdapter ? "register" : "tiled";
 }
 
-function checkMatrix(name: string, t: Tensor): void {
-  if (t.shape.length !== 2) {
-    throw new RangeError(`matmul: ${name} must be a 2-D matrix, got shape [${t.shape}]`);
-  }
-  if (t.dtype !== "f32") throw new RangeError(`matmul: ${name} must be f32, got ${t.dtype}`);
-}
-
 /**
  * The top-left `[rows, cols]` of `src` (row stride `srcStride`) copied into a new
  * `[outRows, outCols]` tensor, zero elsewhere.
@@ -159,8 +153,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transB = opts.transB ?? false;
   const bias = opts.bias ?? null;
   const strategy = opts.strategy ?? defaultMatmulStrategy();
-  checkMatrix("A", a);
-  checkMatrix("B", b);
+  checkMatrix("matmul", "A", a);
+  checkMatrix("matmul", "B", b);
   const [m, k] = transA ? [a.shape[1], a.shape[0]] : [a.shape[0], a.shape[1]];
   const [kb, n] = transB ? [b.shape[1], b.shape[0]] : [b.shape[0], b.shape[1]];
   if (k !== kb) {
@@ -171,7 +165,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   }
   if (bias && (bias.shape.length !== 1 || bias.shape[0] !== n || bias.dtype !== "f32")) {
     throw new RangeError(
-      `matmul: bias must be an f32 vector [${n}] for the [${m}, ${n}] result, got [${bias.shape}]`,
+      `matmul: bias must be an f32 vector [${n}] for the [${m}, ${n}] result, ` +
+        `got ${bias.dtype} [${bias.shape}]`,
     );
   }
   if (m === 0 || n === 0) return Tensor.empty([m, n]);

@@ -9,6 +9,7 @@
 import src from "../../kernels/optim.wgsl" with { type: "text" };
 import { copyBuffer, dispatch, groups, type Kernel } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { checkDtype, checkFinite, checkSameSize } from "./_checks.ts";
 
 const k = (entryPoint: string): Kernel => ({ name: `optim.${entryPoint}`, code: src, entryPoint });
 const ADAM = k("adam");
@@ -51,21 +52,13 @@ function checkF32(op: string, named: Record<string, Tensor>): number {
   const [first, t0] = entries[0];
   const seen = new Map<GPUBuffer, string>();
   for (const [name, t] of entries) {
-    if (t.dtype !== "f32") throw new RangeError(`${op}: ${name} must be f32, got ${t.dtype}`);
-    if (t.size !== t0.size) {
-      throw new RangeError(
-        `${op}: ${name} [${t.shape}] differs in size from ${first} [${t0.shape}]`,
-      );
-    }
+    checkDtype(op, name, t);
+    checkSameSize(op, first, t0, name, t);
     const other = seen.get(t.buffer);
     if (other) throw new RangeError(`${op}: ${name} and ${other} share one buffer`);
     seen.set(t.buffer, name);
   }
   return t0.size;
-}
-
-function finite(op: string, name: string, x: number): void {
-  if (!Number.isFinite(x)) throw new RangeError(`${op}: ${name} must be finite, got ${x}`);
 }
 
 /**
@@ -98,8 +91,8 @@ export function adamStep(
   if (!Number.isInteger(t) || t < 1) {
     throw new RangeError(`${op}: step t must be a positive integer, got ${t}`);
   }
-  finite(op, "lr", lr);
-  finite(op, "weightDecay", weightDecay);
+  checkFinite(op, "lr", lr);
+  checkFinite(op, "weightDecay", weightDecay);
   for (const [name, b] of [["beta1", beta1], ["beta2", beta2]] as const) {
     if (!(b >= 0 && b < 1)) throw new RangeError(`${op}: ${name} must be in [0, 1), got ${b}`);
   }
@@ -142,8 +135,8 @@ export function sgdStep(param: Tensor, grad: Tensor, velocity: Tensor, opts: Sgd
   const op = "sgdStep";
   const n = checkF32(op, { param, grad, velocity });
   const { lr, momentum = 0, weightDecay = 0, nesterov = false } = opts;
-  finite(op, "lr", lr);
-  finite(op, "weightDecay", weightDecay);
+  checkFinite(op, "lr", lr);
+  checkFinite(op, "weightDecay", weightDecay);
   if (!(momentum >= 0 && momentum <= 1)) {
     throw new RangeError(`${op}: momentum must be in [0, 1], got ${momentum}`);
   }
@@ -180,7 +173,7 @@ export function signStep(
 ): void {
   const op = "signStep";
   const n = checkF32(op, { x, grad });
-  finite(op, "step", step);
+  checkFinite(op, "step", step);
   if (Number.isNaN(lo) || Number.isNaN(hi) || lo > hi) {
     throw new RangeError(`${op}: clamp range [${lo}, ${hi}] is empty or NaN`);
   }
@@ -209,11 +202,10 @@ export function signStep(
  */
 export function scaleByScalar(x: Tensor, s: Tensor, c = 1): Tensor {
   const op = "scaleByScalar";
-  if (x.dtype !== "f32" || s.dtype !== "f32") {
-    throw new RangeError(`${op}: x and s must be f32, got ${x.dtype} and ${s.dtype}`);
-  }
+  checkDtype(op, "x", x);
+  checkDtype(op, "s", s);
   if (s.size !== 1) throw new RangeError(`${op}: s must hold one element, got [${s.shape}]`);
-  finite(op, "c", c);
+  checkFinite(op, "c", c);
   const out = Tensor.empty(x.shape);
   if (x.size === 0) return out;
   // s is bound read_write (the kernel's shared layout): it must not be x's buffer too.

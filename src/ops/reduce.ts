@@ -9,19 +9,12 @@
 import src from "../../kernels/reduce.wgsl" with { type: "text" };
 import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { checkMatrix } from "./_checks.ts";
 
 const SUM_CHUNKS: Kernel = { name: "reduce.sum_chunks", code: src, entryPoint: "sum_chunks" };
 
 /** Longest run summed by one invocation. */
 const CHUNK = 256;
-
-function checkMatrix(op: string, x: Tensor): [number, number] {
-  if (x.shape.length !== 2) {
-    throw new RangeError(`${op}: expected an [M, N] matrix, got shape [${x.shape}]`);
-  }
-  if (x.dtype !== "f32") throw new RangeError(`${op}: expected f32, got ${x.dtype}`);
-  return [x.shape[0], x.shape[1]];
-}
 
 /** Sums `x` viewed as `[a, l, b]` over `l`; returns a new `[a·b]` tensor. */
 function sumAxis(x: Tensor, a: number, l: number, b: number): Tensor {
@@ -54,7 +47,7 @@ function sumAxis(x: Tensor, a: number, l: number, b: number): Tensor {
  * @throws {RangeError} when `x` is not a 2-D f32 matrix.
  */
 export function sumRows(x: Tensor): Tensor {
-  const [m, n] = checkMatrix("sumRows", x);
+  const [m, n] = checkMatrix("sumRows", "x", x);
   return sumAxis(x, m, n, 1);
 }
 
@@ -66,6 +59,6 @@ export function sumRows(x: Tensor): Tensor {
  * @throws {RangeError} when `x` is not a 2-D f32 matrix.
  */
 export function sumCols(x: Tensor): Tensor {
-  const [m, n] = checkMatrix("sumCols", x);
+  const [m, n] = checkMatrix("sumCols", "x", x);
   return sumAxis(x, 1, m, n);
 }

@@ -9,6 +9,7 @@
 import src from "../../kernels/softmax.wgsl" with { type: "text" };
 import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { checkMatrix, checkSameShape, checkTemperature } from "./_checks.ts";
 
 const k = (entryPoint: string): Kernel => ({
   name: `softmax.${entryPoint}`,
@@ -23,35 +24,19 @@ const LOG_SOFTMAX_BACKWARD = k("log_softmax_backward");
 /** Rows per workgroup of the row kernels. */
 const ROWS = 64;
 
-function checkTau(op: string, tau: number): void {
-  if (!(tau > 0) || !Number.isFinite(tau)) {
-    throw new RangeError(`${op}: temperature must be a positive finite number, got ${tau}`);
-  }
-}
-
-function checkMatrix(op: string, name: string, t: Tensor): [number, number] {
-  if (t.shape.length !== 2 || t.size === 0) {
-    throw new RangeError(`${op}: ${name} must be a non-empty [N, K] matrix, got [${t.shape}]`);
-  }
-  if (t.dtype !== "f32") throw new RangeError(`${op}: ${name} must be f32, got ${t.dtype}`);
-  return [t.shape[0], t.shape[1]];
-}
-
 function forward(kernel: Kernel, op: string, z: Tensor, tau: number): Tensor {
-  checkTau(op, tau);
-  const [n, kk] = checkMatrix(op, "z", z);
+  checkTemperature(op, tau);
+  const [n, kk] = checkMatrix(op, "z", z, true);
   const out = Tensor.empty(z.shape);
   dispatch(kernel, [z.buffer, out.buffer], { u32: [n, kk], f32: [tau] }, groups(n, ROWS));
   return out;
 }
 
 function backward(kernel: Kernel, op: string, y: Tensor, gy: Tensor, tau: number): Tensor {
-  checkTau(op, tau);
-  const [n, kk] = checkMatrix(op, "y", y);
-  checkMatrix(op, "gy", gy);
-  if (gy.shape[0] !== n || gy.shape[1] !== kk) {
-    throw new RangeError(`${op}: y [${y.shape}] and gy [${gy.shape}] differ in shape`);
-  }
+  checkTemperature(op, tau);
+  const [n, kk] = checkMatrix(op, "y", y, true);
+  checkMatrix(op, "gy", gy, true);
+  checkSameShape(op, "y", y, "gy", gy);
   const out = Tensor.empty(y.shape);
   dispatch(
     kernel,
