@@ -28,7 +28,7 @@ import {
   dispatch,
   gpuContext,
   groups,
-  type Kernel,
+  uniformLayout,
 } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { checkDtype, checkRank4, checkShape } from "./_checks.ts";
@@ -44,17 +44,113 @@ export interface Conv2dOptions {
 /** Floats in the uniform buffer that holds one chunk of weights (64 KiB). */
 const UNIFORM_FLOATS = 16384;
 
-function prepareInputKernel(d: number, vec4: boolean): Kernel {
+/** `struct PrepParams` of kernels/conv2d.wgsl (`prepare_input`, `prepare_input_vec4`). */
+const PREP_PARAMS = uniformLayout("PrepParams", [
+  ["rows", "u32"],
+  ["H", "u32"],
+  ["W", "u32"],
+  ["Hq", "u32"],
+  ["Wq4", "u32"],
+  ["phases", "u32"],
+  ["padT", "u32"],
+  ["padL", "u32"],
+  ["iy0", "u32"],
+  ["nRows", "u32"],
+]);
+
+/** `struct WeightParams` of kernels/conv2d.wgsl (`prepare_weight`). */
+const WEIGHT_PARAMS = uniformLayout("WeightParams", [
+  ["total", "u32"],
+  ["Oc", "u32"],
+  ["Cc", "u32"],
+  ["KH", "u32"],
+  ["KWt", "u32"],
+  ["OBt", "u32"],
+  ["SW", "u32"],
+  ["CCH", "u32"],
+  ["nCC", "u32"],
+  ["NBC", "u32"],
+  ["flip", "u32"],
+]);
+
+/** `struct ConvParams` of kernels/conv2d.wgsl (`forward`, `forward_vec4`). */
+const CONV_PARAMS = uniformLayout("ConvParams", [
+  ["Cx", "u32"],
+  ["c0", "u32"],
+  ["cn", "u32"],
+  ["Hq", "u32"],
+  ["Wq4", "u32"],
+  ["O", "u32"],
+  ["o0", "u32"],
+  ["on", "u32"],
+  ["ntap", "u32"],
+  ["OH", "u32"],
+  ["OW", "u32"],
+  ["KH", "u32"],
+  ["nOB", "u32"],
+  ["nXB", "u32"],
+  ["total", "u32"],
+  ["mode", "u32"],
+  ["N", "u32"],
+  ["NB", "u32"],
+  ["rowLo", "u32"],
+  ["rowHi", "u32"],
+]);
+
+/** `struct Params` of kernels/conv2d_backward_weight.wgsl (`weight_grad`). */
+const WEIGHT_GRAD_PARAMS = uniformLayout("Params", [
+  ["C", "u32"],
+  ["O", "u32"],
+  ["Hq", "u32"],
+  ["Wq4", "u32"],
+  ["OH", "u32"],
+  ["OW4", "u32"],
+  ["KH", "u32"],
+  ["nMB", "u32"],
+  ["nOB", "u32"],
+  ["N", "u32"],
+  ["perGroup", "u32"],
+  ["total", "u32"],
+  ["wsize", "u32"],
+]);
+
+function prepareInputKernel(
+  d: number,
+  vec4: boolean,
+) {
   const entryPoint = vec4 ? "prepare_input_vec4" : "prepare_input";
-  return { name: `conv2d.${entryPoint}`, code: fwdSrc, entryPoint, constants: { D: d } };
+  return {
+    name: `conv2d.${entryPoint}`,
+    code: fwdSrc,
+    entryPoint,
+    constants: { D: d },
+    uniforms: PREP_PARAMS,
+  };
 }
-const PREPARE_WEIGHT: Kernel = {
+const PREPARE_WEIGHT = {
   name: "conv2d.prepare_weight",
   code: fwdSrc,
   entryPoint: "prepare_weight",
+  uniforms: WEIGHT_PARAMS,
 };
-const BIAS_GRAD: Kernel = { name: "conv2d.bias_grad", code: bwdSrc, entryPoint: "bias_grad" };
-const REDUCE: Kernel = { name: "conv2d.reduce_groups", code: bwdSrc, entryPoint: "reduce_groups" };
+const BIAS_GRAD = {
+  name: "conv2d.bias_grad",
+  code: bwdSrc,
+  entryPoint: "bias_grad",
+  uniforms: uniformLayout("BiasParams", [
+    ["O", "u32"],
+    ["plane", "u32"],
+    ["N", "u32"],
+    ["perGroup", "u32"],
+    ["total", "u32"],
+  ]),
+};
+const REDUCE = {
+  name: "conv2d.reduce_groups",
+  code: bwdSrc,
+  entryPoint: "reduce_groups",
+  uniforms: uniformLayout("ReduceParams", [["size", "u32"], ["groups", "u32"]]),
+};
 
 function forwardKernel(
   kw: number,
@@ -63,13 +159,14 @@ function forwardKernel(
   pv: number,
   d: number,
   vec4Stores: boolean,
-): Kernel {
+) {
   const entryPoint = vec4Stores ? "forward_vec4" : "forward";
   return {
     name: `conv2d.${entryPoint}`,
     code: fwdSrc,
     entryPoint,
     constants: { KW: kw, S: s, OB: ob, PV: pv, D: d },
+    uniforms: CONV_PARAMS,
   };
 }
 
@@ -82,13 +179,18 @@ function weightGradRows(tn: number): number {
   return tn <= 5 ? 5 : 3;
 }
 
-function weightGradKernel(kw: number, s: number, tn: number): Kernel {
+function weightGradKernel(
+  kw: number,
+  s: number,
+  tn: number,
+) {
   const rw = weightGradRows(tn);
   return {
     name: `conv2d.weight_grad.rw${rw}`,
     code: bwdSrc.replace("const RW = 5u;", `const RW = ${rw}u;`),
     entryPoint: "weight_grad",
     constants: { KW: kw, S: s, TN: tn },
+    uniforms: WEIGHT_GRAD_PARAMS,
   };
 }
 
@@ -224,7 +326,7 @@ function prepareInput(
   dispatch(
     prepareInputKernel(D, vec4),
     [src.buffer, out.buffer],
-    { u32: [rows, H, W, Hq, Wq4, phases, padT >>> 0, padL >>> 0, iy0, nRows] },
+    { rows, H, W, Hq, Wq4, phases, padT: padT >>> 0, padL: padL >>> 0, iy0, nRows },
     groups(rows, 64),
   );
   return out;
@@ -290,7 +392,19 @@ function convolve(
   dispatch(
     PREPARE_WEIGHT,
     [w.buffer, wt.buffer],
-    { u32: [nOC * nCC * chunk, Oc, Cc, KH, KW, ob, SW, CCH, nCC, NBC, flip ? 1 : 0] },
+    {
+      total: nOC * nCC * chunk,
+      Oc,
+      Cc,
+      KH,
+      KWt: KW,
+      OBt: ob,
+      SW,
+      CCH,
+      nCC,
+      NBC,
+      flip: flip ? 1 : 0,
+    },
     groups(nOC * nCC * chunk, 256),
   );
 
@@ -316,28 +430,26 @@ function convolve(
         kernel,
         [xq.buffer, ubo, (bias ?? xq).buffer, y.buffer],
         {
-          u32: [
-            Cc,
-            c0,
-            Math.min(CCH, Cc - c0),
-            Hq,
-            Wq4,
-            Oc,
-            o0,
-            on,
-            CCH * KH * KW,
-            OH,
-            OW,
-            KH,
-            nOB,
-            nXB,
-            total,
-            mode,
-            N,
-            NB,
-            rowLo,
-            rowHi,
-          ],
+          Cx: Cc,
+          c0,
+          cn: Math.min(CCH, Cc - c0),
+          Hq,
+          Wq4,
+          O: Oc,
+          o0,
+          on,
+          ntap: CCH * KH * KW,
+          OH,
+          OW,
+          KH,
+          nOB,
+          nXB,
+          total,
+          mode,
+          N,
+          NB,
+          rowLo,
+          rowHi,
         },
         groups(total, 64) * nOB,
       );
@@ -480,13 +592,13 @@ export function conv2dBackwardWeight(
   dispatch(
     weightGradKernel(KW, S, TN),
     [xq.buffer, gq.buffer, part.buffer],
-    { u32: [C, O, Hq, Wq4, OH, OW4, KH, nMB, nOB, N, perGroup, total, wsize] },
+    { C, O, Hq, Wq4, OH, OW4, KH, nMB, nOB, N, perGroup, total, wsize },
     groups(total, 64),
   );
   xq.dispose();
   gq.dispose();
   if (part !== gw) {
-    dispatch(REDUCE, [part.buffer, gw.buffer], { u32: [wsize, G2] }, groups(wsize, 64));
+    dispatch(REDUCE, [part.buffer, gw.buffer], { size: wsize, groups: G2 }, groups(wsize, 64));
     part.dispose();
   }
   return gw;
@@ -514,11 +626,11 @@ export function conv2dBackwardBias(gy: Tensor): Tensor {
   dispatch(
     BIAS_GRAD,
     [gy.buffer, part.buffer],
-    { u32: [O, plane, N, perGroup, G2 * O] },
+    { O, plane, N, perGroup, total: G2 * O },
     groups(G2 * O, 64),
   );
   if (part !== gb) {
-    dispatch(REDUCE, [part.buffer, gb.buffer], { u32: [O, G2] }, groups(O, 64));
+    dispatch(REDUCE, [part.buffer, gb.buffer], { size: O, groups: G2 }, groups(O, 64));
     part.dispose();
   }
   return gb;

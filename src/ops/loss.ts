@@ -12,7 +12,7 @@
 import lossSrc from "../../kernels/loss.wgsl" with { type: "text" };
 import ceSrc from "../../kernels/loss_ce.wgsl" with { type: "text" };
 import reduceSrc from "../../kernels/loss_reduce.wgsl" with { type: "text" };
-import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 import {
   checkDtype,
@@ -22,16 +22,37 @@ import {
   checkTemperature,
 } from "./_checks.ts";
 
-const KL_DIV: Kernel = { name: "loss.kl_div", code: lossSrc, entryPoint: "kl_div" };
-const KD: Kernel = { name: "loss.kd", code: lossSrc, entryPoint: "kd" };
-const KD_KL: Kernel = { name: "loss.kd_kl", code: lossSrc, entryPoint: "kd_kl" };
-const ACT_ABS: Kernel = { name: "loss.act_abs", code: lossSrc, entryPoint: "act_abs" };
-const CROSS_ENTROPY: Kernel = {
+/** `struct Params` of kernels/loss.wgsl. */
+const LOSS_PARAMS = uniformLayout("Params", [
+  ["n", "u32"],
+  ["k", "u32"],
+  ["m", "u32"],
+  ["tau", "f32"],
+  ["scale", "f32"],
+]);
+const lossKernel = (entryPoint: string) => ({
+  name: `loss.${entryPoint}`,
+  code: lossSrc,
+  entryPoint,
+  uniforms: LOSS_PARAMS,
+});
+const KL_DIV = lossKernel("kl_div");
+const KD = lossKernel("kd");
+const KD_KL = lossKernel("kd_kl");
+const ACT_ABS = lossKernel("act_abs");
+const CROSS_ENTROPY = {
   name: "loss_ce.cross_entropy",
   code: ceSrc,
   entryPoint: "cross_entropy",
+  uniforms: uniformLayout("Params", [["n", "u32"], ["k", "u32"], ["scale", "f32"]]),
 };
-const SUM: Kernel = { name: "loss_reduce.sum", code: reduceSrc, entryPoint: "sum" };
+/** The sum kernel of kernels/loss_reduce.wgsl (also used by ./metrics.ts). */
+const SUM = {
+  name: "loss_reduce.sum",
+  code: reduceSrc,
+  entryPoint: "sum",
+  uniforms: uniformLayout("Params", [["n", "u32"], ["scale", "f32"]]),
+};
 
 /** Rows per workgroup of the row kernels (kernels/loss.wgsl, kernels/loss_ce.wgsl). */
 const ROWS = 64;
@@ -60,13 +81,13 @@ function checkPair(op: string, a: string, ta: Tensor, b: string, tb: Tensor): [n
 /** Queues `out[0] = scale · Σ part[0..n)` and disposes `part`. */
 function reduceInto(part: Tensor, n: number, scale: number): Tensor {
   const loss = Tensor.empty([1]);
-  dispatch(SUM, [part.buffer, loss.buffer], { u32: [n], f32: [scale] }, 1);
+  dispatch(SUM, [part.buffer, loss.buffer], { n, scale }, 1);
   part.dispose(); // queued work keeps its order; the pool may hand the buffer out again safely
   return loss;
 }
 
 function rowLoss(
-  kernel: Kernel,
+  kernel: typeof KL_DIV,
   x: Tensor,
   t: Tensor,
   n: number,
@@ -80,7 +101,7 @@ function rowLoss(
   dispatch(
     kernel,
     [x.buffer, grad.buffer, part.buffer, t.buffer],
-    { u32: [n, k, 0], f32: [tau, gradScale] },
+    { n, k, m: 0, tau, scale: gradScale },
     groups(n, ROWS),
   );
   return { loss: reduceInto(part, n, lossScale), grad };
@@ -164,7 +185,7 @@ export function kdDivergence(
   dispatch(
     KD_KL,
     [studentLogits.buffer, grad.buffer, part.buffer, teacherLogits.buffer, gradTeacher.buffer],
-    { u32: [n, k, 0], f32: [tau, tau / n] },
+    { n, k, m: 0, tau, scale: tau / n },
     groups(n, ROWS),
   );
   return { loss: reduceInto(part, n, (tau * tau) / n), grad, gradTeacher };
@@ -189,7 +210,7 @@ export function crossEntropyLoss(z: Tensor, labels: Tensor): LossResult {
   dispatch(
     CROSS_ENTROPY,
     [z.buffer, grad.buffer, part.buffer, labels.buffer],
-    { u32: [n, k], f32: [1 / n] },
+    { n, k, scale: 1 / n },
     groups(n, ROWS),
   );
   return { loss: reduceInto(part, n, 1 / n), grad };
@@ -223,7 +244,7 @@ export function activationLoss(a: Tensor, norm: ActivationNorm): LossResult {
   dispatch(
     ACT_ABS,
     [a.buffer, grad.buffer, part.buffer],
-    { u32: [a.size, 0, slots], f32: [1, scale] },
+    { n: a.size, k: 0, m: slots, tau: 1, scale },
     wgs,
   );
   return { loss: reduceInto(part, slots, -scale), grad };

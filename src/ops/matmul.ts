@@ -19,7 +19,7 @@
 
 import src from "../../kernels/matmul.wgsl" with { type: "text" };
 import tiledSrc from "../../kernels/matmul_tiled.wgsl" with { type: "text" };
-import { dispatch, gpuContext, groups, type Kernel } from "../gpu/runtime.ts";
+import { dispatch, gpuContext, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { checkMatrix } from "./_checks.ts";
 
@@ -41,7 +41,43 @@ export interface MatmulOptions {
 /** Rows and columns of C computed by one tiled-strategy workgroup. */
 const TILED_BLOCK = 64;
 
-const PAD: Kernel = { name: "matmul.pad", code: src, entryPoint: "pad" };
+const PAD = {
+  name: "matmul.pad",
+  code: src,
+  entryPoint: "pad",
+  uniforms: uniformLayout("PadParams", [
+    ["rows", "u32"],
+    ["cols", "u32"],
+    ["src_stride", "u32"],
+    ["out_rows", "u32"],
+    ["out_stride", "u32"],
+  ]),
+};
+
+/** `struct Params` of kernels/matmul_tiled.wgsl. */
+const TILED_PARAMS = uniformLayout("Params", [
+  ["M", "u32"],
+  ["N", "u32"],
+  ["K", "u32"],
+  ["gx", "u32"],
+  ["total", "u32"],
+  ["has_bias", "u32"],
+]);
+
+/** `struct Params` of kernels/matmul.wgsl. */
+const REGISTER_PARAMS = uniformLayout("Params", [
+  ["M", "u32"],
+  ["N", "u32"],
+  ["K4", "u32"],
+  ["sa", "u32"],
+  ["sb", "u32"],
+  ["sc", "u32"],
+  ["gx", "u32"],
+  ["total", "u32"],
+  ["wgx", "u32"],
+  ["wgy", "u32"],
+  ["has_bias", "u32"],
+]);
 
 /**
  * Register-strategy launch shape: 4-row/4-column groups per invocation (pipeline constants) and
@@ -75,18 +111,20 @@ function registerPlan(m: number, n: number): RegisterPlan {
   return { ni, nj, wgX, wgY };
 }
 
-function tiledKernel(transA: boolean, transB: boolean): Kernel {
+function tiledKernel(transA: boolean, transB: boolean) {
   return {
     name: "matmul.tiled",
     code: tiledSrc,
     constants: { TRANS_A: Number(transA), TRANS_B: Number(transB) },
+    uniforms: TILED_PARAMS,
   };
 }
 
-function registerKernel(transA: boolean, transB: boolean, plan: RegisterPlan): Kernel {
+function registerKernel(transA: boolean, transB: boolean, plan: RegisterPlan) {
   return {
     name: "matmul.register",
     code: src,
+    uniforms: REGISTER_PARAMS,
     constants: {
       TRANS_A: Number(transA),
       TRANS_B: Number(transB),
@@ -122,7 +160,7 @@ function copyPadded(
   dispatch(
     PAD,
     [src.buffer, out.buffer],
-    { u32: [rows, cols, srcStride, outRows, outCols] },
+    { rows, cols, src_stride: srcStride, out_rows: outRows, out_stride: outCols },
     groups(outRows * outCols, 256),
   );
   return out;
@@ -177,7 +215,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     dispatch(
       tiledKernel(transA, transB),
       [a.buffer, b.buffer, (bias ?? a).buffer, out.buffer],
-      { u32: [m, n, k, gx, total, bias ? 1 : 0] },
+      { M: m, N: n, K: k, gx, total, has_bias: bias ? 1 : 0 },
       total,
     );
     return out;
@@ -196,19 +234,17 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     registerKernel(transA, transB, plan),
     [aPad.buffer, bPad.buffer, (bias ?? a).buffer, out.buffer],
     {
-      u32: [
-        m,
-        n,
-        k4 / 4,
-        aPad.shape[1] / 4,
-        bPad.shape[1] / 4,
-        n4 / 4,
-        gx,
-        total,
-        plan.wgX,
-        plan.wgY,
-        bias ? 1 : 0,
-      ],
+      M: m,
+      N: n,
+      K4: k4 / 4,
+      sa: aPad.shape[1] / 4,
+      sb: bPad.shape[1] / 4,
+      sc: n4 / 4,
+      gx,
+      total,
+      wgx: plan.wgX,
+      wgy: plan.wgY,
+      has_bias: bias ? 1 : 0,
     },
     total,
   );

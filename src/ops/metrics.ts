@@ -7,21 +7,33 @@
 
 import src from "../../kernels/metrics.wgsl" with { type: "text" };
 import reduceSrc from "../../kernels/loss_reduce.wgsl" with { type: "text" };
-import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { checkDtype, checkLabels, checkMatrix, checkSameSize } from "./_checks.ts";
 
-const ARGMAX: Kernel = { name: "metrics.argmax", code: src, entryPoint: "argmax" };
-const CORRECT_ROWS: Kernel = {
+/** `struct Params` of kernels/metrics.wgsl. */
+const PARAMS = uniformLayout("Params", [["n", "u32"], ["k", "u32"]]);
+/** `struct Params` of kernels/loss_reduce.wgsl. */
+const REDUCE_PARAMS = uniformLayout("Params", [["n", "u32"], ["scale", "f32"]]);
+
+const ARGMAX = { name: "metrics.argmax", code: src, entryPoint: "argmax", uniforms: PARAMS };
+const CORRECT_ROWS = {
   name: "metrics.correct_rows",
   code: src,
   entryPoint: "correct_rows",
+  uniforms: PARAMS,
 };
-const SUM: Kernel = { name: "loss_reduce.sum", code: reduceSrc, entryPoint: "sum" };
-const ACCUMULATE: Kernel = {
+const SUM = {
+  name: "loss_reduce.sum",
+  code: reduceSrc,
+  entryPoint: "sum",
+  uniforms: REDUCE_PARAMS,
+};
+const ACCUMULATE = {
   name: "loss_reduce.accumulate",
   code: reduceSrc,
   entryPoint: "accumulate",
+  uniforms: REDUCE_PARAMS,
 };
 
 /** Rows per workgroup of the metric kernels. */
@@ -37,7 +49,7 @@ const ROWS = 64;
 export function argmax(z: Tensor): Tensor {
   const [n, k] = checkMatrix("argmax", "z", z, true);
   const out = Tensor.empty([n], "u32");
-  dispatch(ARGMAX, [z.buffer, out.buffer], { u32: [n, k] }, groups(n, ROWS));
+  dispatch(ARGMAX, [z.buffer, out.buffer], { n, k }, groups(n, ROWS));
   return out;
 }
 
@@ -55,9 +67,9 @@ export function correctCount(z: Tensor, labels: Tensor): Tensor {
   const [n, k] = checkMatrix("correctCount", "z", z, true);
   checkLabels("correctCount", labels, z, n);
   const hits = Tensor.empty([n]);
-  dispatch(CORRECT_ROWS, [z.buffer, labels.buffer, hits.buffer], { u32: [n, k] }, groups(n, ROWS));
+  dispatch(CORRECT_ROWS, [z.buffer, labels.buffer, hits.buffer], { n, k }, groups(n, ROWS));
   const count = Tensor.empty([1]);
-  dispatch(SUM, [hits.buffer, count.buffer], { u32: [n], f32: [1] }, 1);
+  dispatch(SUM, [hits.buffer, count.buffer], { n, scale: 1 }, 1);
   hits.dispose();
   return count;
 }
@@ -80,7 +92,7 @@ export function accumulate(acc: Tensor, src: Tensor): void {
   dispatch(
     ACCUMULATE,
     [src.buffer, acc.buffer],
-    { u32: [acc.size], f32: [0] },
+    { n: acc.size, scale: 0 },
     groups(acc.size, 256),
   );
 }

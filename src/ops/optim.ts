@@ -7,11 +7,45 @@
  */
 
 import src from "../../kernels/optim.wgsl" with { type: "text" };
-import { copyBuffer, dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { copyBuffer, dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { checkDtype, checkFinite, checkSameSize } from "./_checks.ts";
 
-const k = (entryPoint: string): Kernel => ({ name: `optim.${entryPoint}`, code: src, entryPoint });
+/** `struct Params` of kernels/optim.wgsl, shared by its four entry points. */
+const PARAMS = uniformLayout("Params", [
+  ["n", "u32"],
+  ["flag", "u32"],
+  ["lr", "f32"],
+  ["beta1", "f32"],
+  ["beta2", "f32"],
+  ["eps", "f32"],
+  ["wd", "f32"],
+  ["inv_sqrt_bc2", "f32"],
+  ["lo", "f32"],
+  ["hi", "f32"],
+  ["one_m_beta1", "f32"],
+  ["one_m_beta2", "f32"],
+]);
+/** Every f32 field zero: the fields an entry point does not read. */
+const UNREAD = {
+  lr: 0,
+  beta1: 0,
+  beta2: 0,
+  eps: 0,
+  wd: 0,
+  inv_sqrt_bc2: 0,
+  lo: 0,
+  hi: 0,
+  one_m_beta1: 0,
+  one_m_beta2: 0,
+};
+
+const k = (entryPoint: string) => ({
+  name: `optim.${entryPoint}`,
+  code: src,
+  entryPoint,
+  uniforms: PARAMS,
+});
 const ADAM = k("adam");
 const SGD = k("sgd");
 const SCALE = k("scale_by_scalar");
@@ -111,8 +145,18 @@ export function adamStep(
     ADAM,
     [param.buffer, grad.buffer, m.buffer, v.buffer],
     {
-      u32: [n, doClamp ? 1 : 0],
-      f32: [step, beta1, beta2, eps, weightDecay, invSqrtBc2, lo, hi, 1 - beta1, 1 - beta2],
+      n,
+      flag: doClamp ? 1 : 0,
+      lr: step,
+      beta1,
+      beta2,
+      eps,
+      wd: weightDecay,
+      inv_sqrt_bc2: invSqrtBc2,
+      lo,
+      hi,
+      one_m_beta1: 1 - beta1,
+      one_m_beta2: 1 - beta2,
     },
     groups(n, 256),
   );
@@ -146,7 +190,7 @@ export function sgdStep(param: Tensor, grad: Tensor, velocity: Tensor, opts: Sgd
   dispatch(
     SGD,
     [param.buffer, grad.buffer, velocity.buffer],
-    { u32: [n, nesterov ? 1 : 0], f32: [lr, momentum, 0, 0, weightDecay] },
+    { ...UNREAD, n, flag: nesterov ? 1 : 0, lr, beta1: momentum, wd: weightDecay },
     groups(n, 256),
   );
 }
@@ -182,8 +226,12 @@ export function signStep(
     SIGN,
     [x.buffer, grad.buffer],
     {
-      u32: [n, Number.isFinite(lo) || Number.isFinite(hi) ? 1 : 0],
-      f32: [step, 0, 0, 0, 0, 0, Math.max(lo, -3.4e38), Math.min(hi, 3.4e38), 0, 0],
+      ...UNREAD,
+      n,
+      flag: Number.isFinite(lo) || Number.isFinite(hi) ? 1 : 0,
+      lr: step,
+      lo: Math.max(lo, -3.4e38),
+      hi: Math.min(hi, 3.4e38),
     },
     groups(n, 256),
   );
@@ -214,7 +262,7 @@ export function scaleByScalar(x: Tensor, s: Tensor, c = 1): Tensor {
   dispatch(
     SCALE,
     [out.buffer, x.buffer, (sCopy ?? s).buffer],
-    { u32: [x.size, 0], f32: [c] },
+    { ...UNREAD, n: x.size, flag: 0, lr: c },
     groups(x.size, 256),
   );
   sCopy?.dispose();

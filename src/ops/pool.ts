@@ -11,7 +11,7 @@
  */
 
 import src from "../../kernels/pool.wgsl" with { type: "text" };
-import { clearBuffer, dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { clearBuffer, dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { checkDtype, checkRank4, checkShape } from "./_checks.ts";
 
@@ -23,8 +23,23 @@ export interface Pool2dOptions {
   stride?: number;
 }
 
-function kernel(entryPoint: string, g: PoolGeometry): Kernel {
-  return { name: `pool.${entryPoint}`, code: src, entryPoint, constants: { K: g.K, S: g.S } };
+/** `struct Params` of kernels/pool.wgsl. */
+const PARAMS = uniformLayout("Params", [
+  ["rows", "u32"],
+  ["H", "u32"],
+  ["W", "u32"],
+  ["OH", "u32"],
+  ["OW", "u32"],
+]);
+
+function kernel(entryPoint: string, g: PoolGeometry) {
+  return {
+    name: `pool.${entryPoint}`,
+    code: src,
+    entryPoint,
+    constants: { K: g.K, S: g.S },
+    uniforms: PARAMS,
+  };
 }
 
 interface PoolGeometry {
@@ -55,8 +70,8 @@ function geometry(op: string, shape: readonly number[], opts: Pool2dOptions): Po
   return { N, C, H, W, K, S, OH: Math.floor((H - K) / S) + 1, OW: Math.floor((W - K) / S) + 1 };
 }
 
-function params(g: PoolGeometry, rows: number): { u32: number[] } {
-  return { u32: [rows, g.H, g.W, g.OH, g.OW] };
+function params(g: PoolGeometry, rows: number) {
+  return { rows, H: g.H, W: g.W, OH: g.OH, OW: g.OW };
 }
 
 /**

@@ -7,11 +7,22 @@
  */
 
 import src from "../../kernels/reduce.wgsl" with { type: "text" };
-import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { checkMatrix } from "./_checks.ts";
 
-const SUM_CHUNKS: Kernel = { name: "reduce.sum_chunks", code: src, entryPoint: "sum_chunks" };
+const SUM_CHUNKS = {
+  name: "reduce.sum_chunks",
+  code: src,
+  entryPoint: "sum_chunks",
+  uniforms: uniformLayout("Params", [
+    ["A", "u32"],
+    ["L", "u32"],
+    ["B", "u32"],
+    ["R", "u32"],
+    ["G", "u32"],
+  ]),
+};
 
 /** Longest run summed by one invocation. */
 const CHUNK = 256;
@@ -29,7 +40,7 @@ function sumAxis(x: Tensor, a: number, l: number, b: number): Tensor {
     dispatch(
       SUM_CHUNKS,
       [cur.buffer, out.buffer],
-      { u32: [a, len, b, r, g] },
+      { A: a, L: len, B: b, R: r, G: g },
       groups(a * g * b, 256),
     );
     if (cur !== x) cur.dispose();

@@ -5,11 +5,22 @@
  */
 
 import src from "../../kernels/shift.wgsl" with { type: "text" };
-import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { checkRank4 } from "./_checks.ts";
 
-const SHIFT: Kernel = { name: "shift2d", code: src };
+const SHIFT = {
+  name: "shift2d",
+  code: src,
+  uniforms: uniformLayout("Params", [
+    ["n", "u32"],
+    ["h", "u32"],
+    ["w", "u32"],
+    ["ay", "u32"],
+    ["ax", "u32"],
+    ["flip", "u32"],
+  ]),
+};
 
 const mod = (a: number, m: number) => ((a % m) + m) % m;
 
@@ -45,7 +56,7 @@ function gather(x: Tensor, h: number, w: number, ay: number, ax: number, flip: b
   dispatch(
     SHIFT,
     [x.buffer, out.buffer],
-    { u32: [x.size, h, w, ay, ax, flip ? 1 : 0] },
+    { n: x.size, h, w, ay, ax, flip: flip ? 1 : 0 },
     groups(x.size, 256),
   );
   return out;

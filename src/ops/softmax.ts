@@ -7,14 +7,18 @@
  */
 
 import src from "../../kernels/softmax.wgsl" with { type: "text" };
-import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { checkMatrix, checkSameShape, checkTemperature } from "./_checks.ts";
 
-const k = (entryPoint: string): Kernel => ({
+/** `struct Params` of kernels/softmax.wgsl. */
+const PARAMS = uniformLayout("Params", [["n", "u32"], ["k", "u32"], ["tau", "f32"]]);
+
+const k = (entryPoint: string) => ({
   name: `softmax.${entryPoint}`,
   code: src,
   entryPoint,
+  uniforms: PARAMS,
 });
 const SOFTMAX = k("softmax");
 const LOG_SOFTMAX = k("log_softmax");
@@ -24,15 +28,15 @@ const LOG_SOFTMAX_BACKWARD = k("log_softmax_backward");
 /** Rows per workgroup of the row kernels. */
 const ROWS = 64;
 
-function forward(kernel: Kernel, op: string, z: Tensor, tau: number): Tensor {
+function forward(kernel: typeof SOFTMAX, op: string, z: Tensor, tau: number): Tensor {
   checkTemperature(op, tau);
   const [n, kk] = checkMatrix(op, "z", z, true);
   const out = Tensor.empty(z.shape);
-  dispatch(kernel, [z.buffer, out.buffer], { u32: [n, kk], f32: [tau] }, groups(n, ROWS));
+  dispatch(kernel, [z.buffer, out.buffer], { n, k: kk, tau }, groups(n, ROWS));
   return out;
 }
 
-function backward(kernel: Kernel, op: string, y: Tensor, gy: Tensor, tau: number): Tensor {
+function backward(kernel: typeof SOFTMAX, op: string, y: Tensor, gy: Tensor, tau: number): Tensor {
   checkTemperature(op, tau);
   const [n, kk] = checkMatrix(op, "y", y, true);
   checkMatrix(op, "gy", gy, true);
@@ -41,7 +45,7 @@ function backward(kernel: Kernel, op: string, y: Tensor, gy: Tensor, tau: number
   dispatch(
     kernel,
     [y.buffer, out.buffer, gy.buffer],
-    { u32: [n, kk], f32: [tau] },
+    { n, k: kk, tau },
     groups(n, ROWS),
   );
   return out;
