@@ -208,18 +208,38 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     );
   }
   if (m === 0 || n === 0) return Tensor.empty([m, n]);
-  if (strategy === "tiled") {
-    const out = Tensor.empty([m, n]);
-    const gx = groups(n, TILED_BLOCK);
-    const total = gx * groups(m, TILED_BLOCK);
-    dispatch(
-      tiledKernel(transA, transB),
-      [a.buffer, b.buffer, (bias ?? a).buffer, out.buffer],
-      { M: m, N: n, K: k, gx, total, has_bias: bias ? 1 : 0 },
-      total,
-    );
-    return out;
-  }
+  const product: Product = { a, b, bias, m, n, k, transA, transB };
+  return strategy === "tiled" ? tiledMatmul(product) : registerMatmul(product);
+}
+
+/** The operands and sizes of one validated, non-empty product. */
+interface Product {
+  a: Tensor;
+  b: Tensor;
+  bias: Tensor | null;
+  m: number;
+  n: number;
+  k: number;
+  transA: boolean;
+  transB: boolean;
+}
+
+/** The tiled strategy: any shape, no padding. */
+function tiledMatmul({ a, b, bias, m, n, k, transA, transB }: Product): Tensor {
+  const out = Tensor.empty([m, n]);
+  const gx = groups(n, TILED_BLOCK);
+  const total = gx * groups(m, TILED_BLOCK);
+  dispatch(
+    tiledKernel(transA, transB),
+    [a.buffer, b.buffer, (bias ?? a).buffer, out.buffer],
+    { M: m, N: n, K: k, gx, total, has_bias: bias ? 1 : 0 },
+    total,
+  );
+  return out;
+}
+
+/** The register strategy (see the module doc for its padding). */
+function registerMatmul({ a, b, bias, m, n, k, transA, transB }: Product): Tensor {
   // Register strategy: vec4 loads and stores and K in steps of 4 need row lengths and K
   // padded to multiples of 4.
   const k4 = ceil4(k);
