@@ -165,9 +165,9 @@ function forwardKernel(pass: ConvPass, plan: ForwardPlan) {
 }
 
 /**
- * (c, ky) rows per invocation of the weight-gradient kernel: 5 (measured best for 5-wide
- * kernels), 3 when more than 5 taps per row would make too many accumulators. The kernel source
- * is specialised by rewriting its `const RW` (register arrays must be sized exactly).
+ * (c, ky) rows per invocation of the weight-gradient kernel (its `override RW`, at most its
+ * `MAX_RW` = 5): 5, the best for 5-wide kernels, or 3 when more than 5 taps per row would make
+ * too many accumulators.
  */
 function weightGradRows(tn: number): number {
   return tn <= 5 ? 5 : 3;
@@ -176,10 +176,10 @@ function weightGradRows(tn: number): number {
 function weightGradKernel(g: Conv2dGeometry, tn: number) {
   const rw = weightGradRows(tn);
   return {
-    name: `conv2d.weight_grad.rw${rw}`,
-    code: bwdSrc.replace("const RW = 5u;", `const RW = ${rw}u;`),
+    name: "conv2d.weight_grad",
+    code: bwdSrc,
     entryPoint: "weight_grad",
-    constants: { KW: g.kernelWidth, S: g.stride, TN: tn },
+    constants: { KW: g.kernelWidth, S: g.stride, TN: tn, RW: rw },
     uniforms: WEIGHT_GRAD_PARAMS,
   };
 }
