@@ -1,7 +1,7 @@
 /**
- * Sums of a matrix over one axis: {@link sumRows} (`[M, N] → [M]`) and {@link sumCols}
- * (`[M, N] → [N]`, e.g. bias gradients). Long axes are summed in chunks of 256 over several
- * passes, which keeps every pass parallel and the rounding error small.
+ * The sum of a matrix over its first axis, {@link sumCols} (`[M, N] → [N]`, e.g. bias
+ * gradients). Long axes are summed in chunks of 256 over several passes, which keeps every pass
+ * parallel and the rounding error small.
  *
  * @module
  */
@@ -48,18 +48,6 @@ function sumAxis(x: Tensor, a: number, l: number, b: number): Tensor {
     cur = out;
     len = g;
   }
-}
-
-/**
- * Sum over the last axis.
- *
- * @param x `[M, N]`, f32.
- * @returns `[M]`; zeros when N is 0.
- * @throws {RangeError} when `x` is not a 2-D f32 matrix.
- */
-export function sumRows(x: Tensor): Tensor {
-  const [m, n] = checkMatrix("sumRows", "x", x);
-  return sumAxis(x, m, n, 1);
 }
 
 /**
