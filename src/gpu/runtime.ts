@@ -177,7 +177,7 @@ class Runtime {
     this.#encoderNow().copyBufferToBuffer(src, srcOffset, dst, dstOffset, Math.ceil(bytes / 4) * 4);
   }
 
-  /** Submits all queued work. Cheap (~40 µs); does not wait. */
+  /** Submits all queued work. Cheap; does not wait. */
   flush(): void {
     if (!this.#encoder) return;
     this.#endPass();
@@ -313,7 +313,7 @@ export function uploadBuffer(buffer: GPUBuffer, data: ArrayBufferView, offset = 
   rt().upload(buffer, data, offset);
 }
 
-/** Submits queued work and reads `bytes` bytes of `buffer` back (one ~11 ms round trip). */
+/** Submits queued work and reads `bytes` bytes of `buffer` back (one GPU round trip). */
 export function readBuffer(buffer: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
   return rt().read(buffer, bytes, offset);
 }

@@ -3,8 +3,7 @@
  *
  * - `"register"` (`kernels/matmul.wgsl`): each invocation computes up to a 16×16 block of C in
  *   registers from vec4 loads, no workgroup memory and no barriers. Fastest on software adapters
- *   (llvmpipe), where workgroup memory and barriers are slow (about 20–25 GFLOP/s of the two
- *   cores' worth on a 1024³ product, against ~2 for the tiled kernel). It reads and writes vec4
+ *   (llvmpipe), where workgroup memory and barriers are slow. It reads and writes vec4
  *   and steps K by 4, so an operand whose stored row length or K is not a multiple of 4 is first
  *   copied into a zero-padded buffer, and a result with N not a multiple of 4 is computed with
  *   padded rows and cropped: one cheap extra pass each, only for such shapes.
