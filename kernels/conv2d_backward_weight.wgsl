@@ -14,14 +14,16 @@
 //  * per 4 output columns the invocation loads 4 vec4s of gy (one per output channel, shared by
 //    its RW rows) and one new vec4 of each input row, and forms the shifted inputs of every tap by
 //    register shuffles: 4 + RW loads per 16*RW*taps multiply-adds (9 per 400 for 5x5, RW = 5);
-//  * KW, S and the tap count TN are pipeline constants, so the tap loops unroll. RW is a plain
-//    constant that the op rewrites in the source text: llvmpipe keeps a private array in memory
-//    (about 2x slower) unless the loops use all of it, so the register arrays are sized exactly.
+//  * KW, S, the tap count TN and the row count RW are pipeline constants, so the loops unroll.
+//    WGSL sizes function-scope arrays only by const-expressions, so the register arrays are sized
+//    for MAX_RW rows and declared once per invocation (declared inside the row loops with
+//    RW < MAX_RW, llvmpipe kept them in memory, several times slower).
 
 override KW: u32 = 5u; // kernel width
 override S: u32 = 1u; // stride (= column phases of xq)
 override TN: u32 = 5u; // taps per invocation: min(8, ceil(KW / S))
-const RW = 5u; // (c, ky) rows per invocation; rewritten by the op (see the header)
+override RW: u32 = 5u; // (c, ky) rows per invocation, 1..MAX_RW
+const MAX_RW = 5u;
 const MAX_TN = 8u;
 
 struct Params {
@@ -72,12 +74,14 @@ fn weight_grad(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
   // vec4s in the input window of 4 outputs x TN taps
   let R = (TN + 6u) / 4u;
 
-  var acc: array<array<vec4<f32>, MAX_TN>, RW>;
+  var acc: array<array<vec4<f32>, MAX_TN>, MAX_RW>;
+  // Per row of the window: its first vec4 in xq, and its vec4s (set before every read).
+  var xrow: array<u32, MAX_RW>;
+  var r: array<array<vec4<f32>, 4>, MAX_RW>;
   let nEnd = min(p.N, (g + 1u) * p.perGroup);
   for (var n = g * p.perGroup; n < nEnd; n++) {
     let gPlane = n * p.O;
     for (var oy = 0u; oy < p.OH; oy++) {
-      var xrow: array<u32, RW>;
       for (var k = 0u; k < RW; k++) {
         let q = min(rb * RW + k, lastRow); // rows past the end repeat the last (not written)
         let c = q / p.KH;
@@ -88,7 +92,6 @@ fn weight_grad(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
       let g1b = ((gPlane + min(o0 + 1u, oLast)) * p.OH + oy) * p.OW4;
       let g2b = ((gPlane + min(o0 + 2u, oLast)) * p.OH + oy) * p.OW4;
       let g3b = ((gPlane + min(o0 + 3u, oLast)) * p.OH + oy) * p.OW4;
-      var r: array<array<vec4<f32>, 4>, RW>;
       for (var k = 0u; k < RW; k++) {
         for (var q = 0u; q + 1u < R; q++) { r[k][q] = xq[xrow[k] + q]; }
       }

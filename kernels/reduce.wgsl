@@ -1,6 +1,6 @@
 // Chunked sums along one axis: x viewed as row-major [A, L, B] -> out [A, G, B] with
 //   out[a, g, b] = sum of x[a, l, b] for l in [g·R, min((g+1)·R, L)),  G = ceil(L / R).
-// sumRows ([M,N] -> [M]) is A = M, L = N, B = 1; sumCols ([M,N] -> [N]) is A = 1, L = M, B = N.
+// sumCols ([M,N] -> [N]) is A = 1, L = M, B = N.
 // The host repeats the pass on the partial sums until G = 1.
 //
 // Why this shape: one invocation per output and a plain loop, no workgroup memory or barriers

@@ -1,18 +1,12 @@
-// Row-wise softmax and log-softmax with temperature over z: [N, K] (row-major), and their
-// backward rules. One invocation per row (K is a class or feature count, small), so no barriers.
+// Row-wise softmax with temperature over z: [N, K] (row-major). One invocation per row (K is a
+// class or feature count, small), so no barriers.
 //
 // Numerical stability: with m = max_k z_k (the max of z/tau is m/tau since tau > 0),
-//   softmax(z/tau)_k     = exp((z_k - m)/tau) / S,  S = sum_i exp((z_i - m)/tau) in [1, K],
-//   log_softmax(z/tau)_k = (z_k - m)/tau - log S,
+//   softmax(z/tau)_k = exp((z_k - m)/tau) / S,  S = sum_i exp((z_i - m)/tau) in [1, K],
 // so no exponent is positive and S never overflows or vanishes: logits of +-1e4 with tau = 1
-// stay finite (far-off classes give softmax 0 and a large but finite log-softmax).
+// stay finite (far-off classes give softmax 0).
 //
-// Backward, with y the forward output and gy = dL/dy:
-//   softmax:     dL/dz_k = y_k (gy_k - sum_i gy_i y_i) / tau
-//   log-softmax: dL/dz_k = (gy_k - exp(y_k) sum_i gy_i) / tau
-//
-// Bindings are shared by all entry points (dispatch order): x (input, or the forward output y),
-// out, then g (gy, backward only). Params: n rows, k columns, tau.
+// Bindings (dispatch order): x (input), out. Params: n rows, k columns, tau.
 
 struct Params {
   n: u32,
@@ -23,7 +17,6 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read> g: array<f32>;
 
 fn row(lid: u32, wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
   return (wid.x + wid.y * nwg.x) * 64u + lid;
@@ -51,46 +44,4 @@ fn softmax(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
   let m = row_max(base);
   let inv = 1.0 / row_sum_exp(base, m);
   for (var j = 0u; j < p.k; j++) { out[base + j] = exp((x[base + j] - m) / p.tau) * inv; }
-}
-
-// out = log_softmax(x / tau), row-wise
-@compute @workgroup_size(64)
-fn log_softmax(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
-               @builtin(num_workgroups) nwg: vec3<u32>) {
-  let r = row(lid, wid, nwg);
-  if (r >= p.n) { return; }
-  let base = r * p.k;
-  let m = row_max(base);
-  let lse = log(row_sum_exp(base, m));
-  for (var j = 0u; j < p.k; j++) { out[base + j] = (x[base + j] - m) / p.tau - lse; }
-}
-
-// out = dL/dz from x = y = softmax(z / tau) and g = dL/dy
-@compute @workgroup_size(64)
-fn softmax_backward(@builtin(local_invocation_index) lid: u32,
-                    @builtin(workgroup_id) wid: vec3<u32>,
-                    @builtin(num_workgroups) nwg: vec3<u32>) {
-  let r = row(lid, wid, nwg);
-  if (r >= p.n) { return; }
-  let base = r * p.k;
-  var dot = 0.0;
-  for (var j = 0u; j < p.k; j++) { dot += g[base + j] * x[base + j]; }
-  for (var j = 0u; j < p.k; j++) {
-    out[base + j] = x[base + j] * (g[base + j] - dot) / p.tau;
-  }
-}
-
-// out = dL/dz from x = y = log_softmax(z / tau) and g = dL/dy
-@compute @workgroup_size(64)
-fn log_softmax_backward(@builtin(local_invocation_index) lid: u32,
-                        @builtin(workgroup_id) wid: vec3<u32>,
-                        @builtin(num_workgroups) nwg: vec3<u32>) {
-  let r = row(lid, wid, nwg);
-  if (r >= p.n) { return; }
-  let base = r * p.k;
-  var sg = 0.0;
-  for (var j = 0u; j < p.k; j++) { sg += g[base + j]; }
-  for (var j = 0u; j < p.k; j++) {
-    out[base + j] = (g[base + j] - exp(x[base + j]) * sg) / p.tau;
-  }
 }

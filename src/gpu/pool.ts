@@ -12,7 +12,7 @@
 const MIN_BYTES = 256;
 
 /** The size class (bytes) a request of `bytes` is rounded up to. */
-export function sizeClass(bytes: number): number {
+function sizeClass(bytes: number): number {
   const b = Math.max(MIN_BYTES, Math.ceil(bytes));
   const p = 2 ** Math.floor(Math.log2(b));
   for (const f of [1, 1.25, 1.5, 1.75, 2]) {

@@ -8,8 +8,12 @@
  * read by queued work is never overwritten early.
  *
  * Kernel conventions (every file in `kernels/`):
- * - binding 0 of group 0 is `var<uniform> p: Params`, a struct of 4-byte fields: first every
- *   `u32` field (in the order of `params.u32`), then every `f32` field (`params.f32`);
+ * - binding 0 of group 0 is a uniform struct of 4-byte `u32`/`f32` fields; the kernel's
+ *   {@link Kernel.uniforms} names the struct and lists its fields in order (declared once, beside
+ *   the op), the layout is checked against the WGSL struct when the pipeline is first built, and
+ *   every dispatch passes the values by field name;
+ * - kernels are specialised with `override` constants ({@link Kernel.constants}), never by
+ *   editing their source text;
  * - bindings 1..n are the storage buffers in the order passed to {@link dispatch};
  * - every declared binding must be used (pipelines use the automatic layout);
  * - buffers come from a pool and may be larger than the tensor: never use `arrayLength`;
@@ -21,9 +25,20 @@
 
 import { getGpu, type GpuContext } from "./device.ts";
 import { BufferPool } from "./pool.ts";
+import { checkUniformLayout, encodeUniforms, type UniformLayout } from "./_uniforms.ts";
 
-/** A compute kernel: WGSL source, entry point and pipeline-overridable constants. */
-export interface Kernel {
+export {
+  type UniformField,
+  type UniformLayout,
+  uniformLayout,
+  type UniformType,
+} from "./_uniforms.ts";
+
+/**
+ * A compute kernel: WGSL source, entry point, pipeline-overridable constants and the layout of
+ * its binding-0 uniform struct (whose field names `F` every dispatch supplies).
+ */
+export interface Kernel<F extends string = string> {
   /** Unique name, used in the pipeline cache key and in error messages. */
   name: string;
   /** WGSL source. */
@@ -32,12 +47,8 @@ export interface Kernel {
   entryPoint?: string;
   /** Values for `override` constants; part of the pipeline cache key. */
   constants?: Record<string, number>;
-}
-
-/** Shape parameters of one dispatch, written to the kernel's uniform `Params` struct. */
-export interface Params {
-  u32?: readonly number[];
-  f32?: readonly number[];
+  /** The binding-0 uniform struct, checked against the WGSL on the first pipeline build. */
+  uniforms: UniformLayout<F>;
 }
 
 /** Counters for benchmarks and tests. */
@@ -56,6 +67,8 @@ class Runtime {
   readonly pool: BufferPool;
   readonly stats: RuntimeStats = { dispatches: 0, submits: 0, readbacks: 0, readbackMs: 0 };
   #pipelines = new Map<string, GPUComputePipeline>();
+  /** The kernel sources each uniform layout has been checked against. */
+  #checked = new WeakMap<UniformLayout, Set<string>>();
   #modules = new Map<string, GPUShaderModule>();
   #encoder: GPUCommandEncoder | null = null;
   #pass: GPUComputePassEncoder | null = null;
@@ -75,7 +88,17 @@ class Runtime {
     return this.ctx.device;
   }
 
+  /** Checks `k.uniforms` against the WGSL once per layout and source. */
+  #checkUniforms(k: Kernel): void {
+    let sources = this.#checked.get(k.uniforms);
+    if (sources?.has(k.code)) return;
+    checkUniformLayout(k.name, k.code, k.uniforms);
+    if (!sources) this.#checked.set(k.uniforms, sources = new Set());
+    sources.add(k.code);
+  }
+
   pipeline(k: Kernel): GPUComputePipeline {
+    this.#checkUniforms(k);
     const entryPoint = k.entryPoint ?? "main";
     const key = `${k.name}|${entryPoint}|${k.constants ? JSON.stringify(k.constants) : ""}`;
     let p = this.#pipelines.get(key);
@@ -108,19 +131,16 @@ class Runtime {
   dispatch(
     k: Kernel,
     buffers: readonly GPUBuffer[],
-    params: Params,
+    uniforms: Readonly<Record<string, number>>,
     workgroups: number | readonly [number, number, number],
   ): void {
     if (this.#slot === SLOTS) this.flush();
-    const u = params.u32 ?? [];
-    const f = params.f32 ?? [];
-    const n = u.length + f.length;
-    if (n * 4 > SLOT) throw new RangeError(`kernel ${k.name}: too many params`);
-    const off = this.#slot * SLOT;
-    const view = new DataView(this.#uniformData, off, SLOT);
-    u.forEach((v, i) => view.setUint32(i * 4, v, true));
-    f.forEach((v, i) => view.setFloat32((u.length + i) * 4, v, true));
+    if (k.uniforms.fields.length * 4 > SLOT) {
+      throw new RangeError(`kernel ${k.name}: more than ${SLOT / 4} uniform fields`);
+    }
     const pipeline = this.pipeline(k);
+    const off = this.#slot * SLOT;
+    encodeUniforms(k.name, k.uniforms, uniforms, new DataView(this.#uniformData, off, SLOT));
     const entries: GPUBindGroupEntry[] = [{
       binding: 0,
       resource: { buffer: this.#uniforms, offset: off, size: SLOT },
@@ -157,7 +177,7 @@ class Runtime {
     this.#encoderNow().copyBufferToBuffer(src, srcOffset, dst, dstOffset, Math.ceil(bytes / 4) * 4);
   }
 
-  /** Submits all queued work. Cheap (~40 µs); does not wait. */
+  /** Submits all queued work. Cheap; does not wait. */
   flush(): void {
     if (!this.#encoder) return;
     this.#endPass();
@@ -252,16 +272,19 @@ export function runtimeStats(): RuntimeStats {
  *
  * @param kernel the kernel; its pipeline is compiled on first use and cached.
  * @param buffers storage buffers for bindings 1..n.
- * @param params uniform values for binding 0 (u32 fields first, then f32).
+ * @param uniforms the value of every field of the kernel's uniform struct, by name.
  * @param workgroups a workgroup count (split over y above 65,535) or an explicit 3-D grid.
+ * @throws {Error} when the kernel's uniform layout disagrees with its WGSL struct (first use).
+ * @throws {RangeError} when a uniform is missing or unknown, or a u32 value is not an integer in
+ *   [0, 2³²).
  */
-export function dispatch(
-  kernel: Kernel,
+export function dispatch<F extends string>(
+  kernel: Kernel<F>,
   buffers: readonly GPUBuffer[],
-  params: Params,
+  uniforms: NoInfer<Readonly<Record<F, number>>>,
   workgroups: number | readonly [number, number, number],
 ): void {
-  rt().dispatch(kernel, buffers, params, workgroups);
+  rt().dispatch(kernel, buffers, uniforms, workgroups);
 }
 
 /** Queues a zero-fill of `bytes` bytes of `buffer`. */
@@ -290,7 +313,7 @@ export function uploadBuffer(buffer: GPUBuffer, data: ArrayBufferView, offset = 
   rt().upload(buffer, data, offset);
 }
 
-/** Submits queued work and reads `bytes` bytes of `buffer` back (one ~11 ms round trip). */
+/** Submits queued work and reads `bytes` bytes of `buffer` back (one GPU round trip). */
 export function readBuffer(buffer: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
   return rt().read(buffer, bytes, offset);
 }

@@ -28,9 +28,10 @@ import {
   dispatch,
   gpuContext,
   groups,
-  type Kernel,
+  uniformLayout,
 } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { checkDtype, checkRank4, checkShape } from "./_checks.ts";
 
 /** Stride and zero padding of a convolution (both square). */
 export interface Conv2dOptions {
@@ -43,51 +44,143 @@ export interface Conv2dOptions {
 /** Floats in the uniform buffer that holds one chunk of weights (64 KiB). */
 const UNIFORM_FLOATS = 16384;
 
-function prepareInputKernel(d: number, vec4: boolean): Kernel {
-  const entryPoint = vec4 ? "prepare_input_vec4" : "prepare_input";
-  return { name: `conv2d.${entryPoint}`, code: fwdSrc, entryPoint, constants: { D: d } };
-}
-const PREPARE_WEIGHT: Kernel = {
-  name: "conv2d.prepare_weight",
-  code: fwdSrc,
-  entryPoint: "prepare_weight",
-};
-const BIAS_GRAD: Kernel = { name: "conv2d.bias_grad", code: bwdSrc, entryPoint: "bias_grad" };
-const REDUCE: Kernel = { name: "conv2d.reduce_groups", code: bwdSrc, entryPoint: "reduce_groups" };
+/** `struct PrepParams` of kernels/conv2d.wgsl (`prepare_input`, `prepare_input_vec4`). */
+const PREP_PARAMS = uniformLayout("PrepParams", [
+  ["rows", "u32"],
+  ["H", "u32"],
+  ["W", "u32"],
+  ["Hq", "u32"],
+  ["Wq4", "u32"],
+  ["phases", "u32"],
+  ["padT", "u32"],
+  ["padL", "u32"],
+  ["iy0", "u32"],
+  ["nRows", "u32"],
+]);
 
-function forwardKernel(
-  kw: number,
-  s: number,
-  ob: number,
-  pv: number,
+/** `struct WeightParams` of kernels/conv2d.wgsl (`prepare_weight`). */
+const WEIGHT_PARAMS = uniformLayout("WeightParams", [
+  ["total", "u32"],
+  ["Oc", "u32"],
+  ["Cc", "u32"],
+  ["KH", "u32"],
+  ["KWt", "u32"],
+  ["OBt", "u32"],
+  ["SW", "u32"],
+  ["CCH", "u32"],
+  ["nCC", "u32"],
+  ["NBC", "u32"],
+  ["flip", "u32"],
+]);
+
+/** `struct ConvParams` of kernels/conv2d.wgsl (`forward`, `forward_vec4`). */
+const CONV_PARAMS = uniformLayout("ConvParams", [
+  ["Cx", "u32"],
+  ["c0", "u32"],
+  ["cn", "u32"],
+  ["Hq", "u32"],
+  ["Wq4", "u32"],
+  ["O", "u32"],
+  ["o0", "u32"],
+  ["on", "u32"],
+  ["ntap", "u32"],
+  ["OH", "u32"],
+  ["OW", "u32"],
+  ["KH", "u32"],
+  ["nOB", "u32"],
+  ["nXB", "u32"],
+  ["total", "u32"],
+  ["mode", "u32"],
+  ["N", "u32"],
+  ["NB", "u32"],
+  ["rowLo", "u32"],
+  ["rowHi", "u32"],
+]);
+
+/** `struct Params` of kernels/conv2d_backward_weight.wgsl (`weight_grad`). */
+const WEIGHT_GRAD_PARAMS = uniformLayout("Params", [
+  ["C", "u32"],
+  ["O", "u32"],
+  ["Hq", "u32"],
+  ["Wq4", "u32"],
+  ["OH", "u32"],
+  ["OW4", "u32"],
+  ["KH", "u32"],
+  ["nMB", "u32"],
+  ["nOB", "u32"],
+  ["N", "u32"],
+  ["perGroup", "u32"],
+  ["total", "u32"],
+  ["wsize", "u32"],
+]);
+
+function prepareInputKernel(
   d: number,
-  vec4Stores: boolean,
-): Kernel {
-  const entryPoint = vec4Stores ? "forward_vec4" : "forward";
+  vec4: boolean,
+) {
+  const entryPoint = vec4 ? "prepare_input_vec4" : "prepare_input";
   return {
     name: `conv2d.${entryPoint}`,
     code: fwdSrc,
     entryPoint,
-    constants: { KW: kw, S: s, OB: ob, PV: pv, D: d },
+    constants: { D: d },
+    uniforms: PREP_PARAMS,
+  };
+}
+const PREPARE_WEIGHT = {
+  name: "conv2d.prepare_weight",
+  code: fwdSrc,
+  entryPoint: "prepare_weight",
+  uniforms: WEIGHT_PARAMS,
+};
+const BIAS_GRAD = {
+  name: "conv2d.bias_grad",
+  code: bwdSrc,
+  entryPoint: "bias_grad",
+  uniforms: uniformLayout("BiasParams", [
+    ["O", "u32"],
+    ["plane", "u32"],
+    ["N", "u32"],
+    ["perGroup", "u32"],
+    ["total", "u32"],
+  ]),
+};
+const REDUCE = {
+  name: "conv2d.reduce_groups",
+  code: bwdSrc,
+  entryPoint: "reduce_groups",
+  uniforms: uniformLayout("ReduceParams", [["size", "u32"], ["groups", "u32"]]),
+};
+
+function forwardKernel(pass: ConvPass, plan: ForwardPlan) {
+  const entryPoint = pass.outWidth % 4 === 0 ? "forward_vec4" : "forward";
+  const { ob: OB, pv: PV } = plan;
+  return {
+    name: `conv2d.${entryPoint}`,
+    code: fwdSrc,
+    entryPoint,
+    constants: { KW: pass.kernelWidth, S: pass.stride, OB, PV, D: pass.source.dilation },
+    uniforms: CONV_PARAMS,
   };
 }
 
 /**
- * (c, ky) rows per invocation of the weight-gradient kernel: 5 (measured best for 5-wide
- * kernels), 3 when more than 5 taps per row would make too many accumulators. The kernel source
- * is specialised by rewriting its `const RW` (register arrays must be sized exactly).
+ * (c, ky) rows per invocation of the weight-gradient kernel (its `override RW`, at most its
+ * `MAX_RW` = 5): 5, the best for 5-wide kernels, or 3 when more than 5 taps per row would make
+ * too many accumulators.
  */
 function weightGradRows(tn: number): number {
   return tn <= 5 ? 5 : 3;
 }
 
-function weightGradKernel(kw: number, s: number, tn: number): Kernel {
+function weightGradKernel(g: Conv2dGeometry, tn: number) {
   const rw = weightGradRows(tn);
   return {
-    name: `conv2d.weight_grad.rw${rw}`,
-    code: bwdSrc.replace("const RW = 5u;", `const RW = ${rw}u;`),
+    name: "conv2d.weight_grad",
+    code: bwdSrc,
     entryPoint: "weight_grad",
-    constants: { KW: kw, S: s, TN: tn },
+    constants: { KW: g.kernelWidth, S: g.stride, TN: tn, RW: rw },
+    uniforms: WEIGHT_GRAD_PARAMS,
   };
 }
 
@@ -103,78 +196,93 @@ function weightBuffer(): GPUBuffer {
   return uniformWeights;
 }
 
-/** Validated sizes of one convolution. */
-interface Geometry {
-  N: number;
-  C: number;
-  H: number;
-  W: number;
-  O: number;
-  KH: number;
-  KW: number;
-  S: number;
-  P: number;
-  OH: number;
-  OW: number;
+/**
+ * The sizes of one convolution (NCHW), computed and validated once from the input shape, the
+ * weight shape and the options, then read by every kernel launch of the op (as TF.js's
+ * `Conv2DInfo`). Kernels may be non-square: `kernelHeight × kernelWidth`.
+ */
+interface Conv2dGeometry {
+  batch: number;
+  inChannels: number;
+  inHeight: number;
+  inWidth: number;
+  outChannels: number;
+  kernelHeight: number;
+  kernelWidth: number;
+  stride: number;
+  padding: number;
+  outHeight: number;
+  outWidth: number;
 }
 
-function options(op: string, opts: Conv2dOptions | undefined): { S: number; P: number } {
-  const S = opts?.stride ?? 1;
-  const P = opts?.padding ?? 0;
-  if (!Number.isInteger(S) || S < 1) {
-    throw new RangeError(`${op}: stride ${S} must be an integer >= 1`);
+function options(op: string, opts: Conv2dOptions | undefined): { stride: number; padding: number } {
+  const stride = opts?.stride ?? 1;
+  const padding = opts?.padding ?? 0;
+  if (!Number.isInteger(stride) || stride < 1) {
+    throw new RangeError(`${op}: stride ${stride} must be an integer >= 1`);
   }
-  if (!Number.isInteger(P) || P < 0) {
-    throw new RangeError(`${op}: padding ${P} must be an integer >= 0`);
+  if (!Number.isInteger(padding) || padding < 0) {
+    throw new RangeError(`${op}: padding ${padding} must be an integer >= 0`);
   }
-  return { S, P };
+  return { stride, padding };
 }
 
-function rank4(op: string, name: string, shape: readonly number[]): void {
-  if (shape.length !== 4) throw new RangeError(`${op}: ${name} must be 4-D, got [${shape}]`);
-  if (shape.some((d) => !Number.isInteger(d) || d < 1)) {
-    throw new RangeError(`${op}: ${name} has an empty or invalid dimension: [${shape}]`);
-  }
-}
-
-function f32(op: string, name: string, t: Tensor): void {
-  if (t.dtype !== "f32") throw new RangeError(`${op}: ${name} must be f32, got ${t.dtype}`);
-}
-
-function geometry(
+/**
+ * The geometry of the convolution of an `inputShape` ([N, C, H, W]) input by `weightShape`
+ * ([O, C, kH, kW]) weights with `opts`.
+ *
+ * @throws {RangeError} when a shape is not 4-D and non-empty, the channel counts differ, the
+ *   kernel exceeds the padded input or 2048 taps, or stride/padding are invalid.
+ */
+function conv2dGeometry(
   op: string,
-  xShape: readonly number[],
-  wShape: readonly number[],
+  inputShape: readonly number[],
+  weightShape: readonly number[],
   opts: Conv2dOptions | undefined,
-): Geometry {
-  rank4(op, "input", xShape);
-  rank4(op, "weight", wShape);
-  const [N, C, H, W] = xShape;
-  const [O, Cw, KH, KW] = wShape;
-  if (Cw !== C) {
+): Conv2dGeometry {
+  checkRank4(op, "input", inputShape);
+  checkRank4(op, "weight", weightShape);
+  const [batch, inChannels, inHeight, inWidth] = inputShape;
+  const [outChannels, weightChannels, kernelHeight, kernelWidth] = weightShape;
+  if (weightChannels !== inChannels) {
     throw new RangeError(
-      `${op}: weight [${wShape}] has ${Cw} input channels, input [${xShape}] has ${C}`,
+      `${op}: weight [${weightShape}] has ${weightChannels} input channels, ` +
+        `input [${inputShape}] has ${inChannels}`,
     );
   }
-  const { S, P } = options(op, opts);
-  if (H + 2 * P < KH || W + 2 * P < KW) {
+  const { stride, padding } = options(op, opts);
+  const [paddedHeight, paddedWidth] = [inHeight + 2 * padding, inWidth + 2 * padding];
+  if (paddedHeight < kernelHeight || paddedWidth < kernelWidth) {
     throw new RangeError(
-      `${op}: kernel ${KH}x${KW} is larger than the padded input ${H + 2 * P}x${W + 2 * P} ` +
-        `(input [${xShape}], padding ${P})`,
+      `${op}: kernel ${kernelHeight}x${kernelWidth} is larger than the padded input ` +
+        `${paddedHeight}x${paddedWidth} (input [${inputShape}], padding ${padding})`,
     );
   }
-  if (KH * KW * 8 > UNIFORM_FLOATS) {
-    throw new RangeError(`${op}: kernel ${KH}x${KW} is too large (at most 2048 taps)`);
+  if (kernelHeight * kernelWidth * 8 > UNIFORM_FLOATS) {
+    throw new RangeError(
+      `${op}: kernel ${kernelHeight}x${kernelWidth} is too large (at most 2048 taps)`,
+    );
   }
-  const OH = Math.floor((H + 2 * P - KH) / S) + 1;
-  const OW = Math.floor((W + 2 * P - KW) / S) + 1;
-  return { N, C, H, W, O, KH, KW, S, P, OH, OW };
+  const outHeight = Math.floor((paddedHeight - kernelHeight) / stride) + 1;
+  const outWidth = Math.floor((paddedWidth - kernelWidth) / stride) + 1;
+  return {
+    batch,
+    inChannels,
+    inHeight,
+    inWidth,
+    outChannels,
+    kernelHeight,
+    kernelWidth,
+    stride,
+    padding,
+    outHeight,
+    outWidth,
+  };
 }
 
-function sameShape(op: string, name: string, got: readonly number[], want: readonly number[]) {
-  if (got.length !== want.length || got.some((d, i) => d !== want[i])) {
-    throw new RangeError(`${op}: ${name} has shape [${got}], expected [${want}]`);
-  }
+/** The output shape [N, O, OH, OW] of a geometry. */
+function outputShape(g: Conv2dGeometry): number[] {
+  return [g.batch, g.outChannels, g.outHeight, g.outWidth];
 }
 
 /**
@@ -211,84 +319,187 @@ function pickBlock(O: number, OW: number, K: number): { ob: number; pv: number }
 }
 
 /**
- * Queues `prepare_input`: `src` planes [planes, H, W] -> [planes, Hq, phases, Wq4 * 4], padding
- * materialised, optional dilation D. Rows of the result that hold no source row are zeroed only
- * when `clearRows` (the forward kernel skips them).
+ * How `prepare_input` lays out `planes` source planes of `height × width`: into
+ * [planes, rows, phases, vec4s · 4], source row `iy` at row `padTop + iy · dilation`, column `ix`
+ * at padded column `padLeft + ix · dilation` (split over `phases` column phases). Pads may be
+ * negative (crop).
  */
-function prepareInput(
-  src: Tensor,
-  planes: number,
-  H: number,
-  W: number,
-  Hq: number,
-  phases: number,
-  Wq4: number,
-  padT: number,
-  padL: number,
-  D: number,
-  clearRows: boolean,
-): Tensor {
-  const out = Tensor.empty([planes * Hq * phases * Wq4 * 4]);
-  // source rows iy with 0 <= padT + iy*D < Hq
-  const iy0 = padT >= 0 ? 0 : Math.ceil(-padT / D);
-  const iy1 = Math.min(H, Math.floor((Hq - 1 - padT) / D) + 1);
+interface PreparedLayout {
+  planes: number;
+  height: number;
+  width: number;
+  rows: number;
+  phases: number;
+  vec4s: number;
+  padTop: number;
+  padLeft: number;
+  dilation: number;
+}
+
+/**
+ * Queues `prepare_input`: `src` planes laid out as `l`, padding materialised. Rows of the result
+ * that hold no source row are zeroed only when `clearRows` (the forward kernel skips them).
+ */
+function prepareInput(src: Tensor, l: PreparedLayout, clearRows: boolean): Tensor {
+  const { dilation: D, padTop } = l;
+  const out = Tensor.empty([l.planes * l.rows * l.phases * l.vec4s * 4]);
+  // source rows iy with 0 <= padTop + iy*D < rows
+  const iy0 = padTop >= 0 ? 0 : Math.ceil(-padTop / D);
+  const iy1 = Math.min(l.height, Math.floor((l.rows - 1 - padTop) / D) + 1);
   const nRows = Math.max(0, iy1 - iy0);
-  const everyRow = D === 1 && padT <= 0 && nRows === Hq;
+  const everyRow = D === 1 && padTop <= 0 && nRows === l.rows;
   if (clearRows && !everyRow) clearBuffer(out.buffer, out.bytes);
-  const rows = planes * nRows * phases;
-  const vec4 = D === 1 && phases === 1 && padL % 4 === 0 && W % 4 === 0;
+  const rows = l.planes * nRows * l.phases;
+  const vec4 = D === 1 && l.phases === 1 && l.padLeft % 4 === 0 && l.width % 4 === 0;
   dispatch(
     prepareInputKernel(D, vec4),
     [src.buffer, out.buffer],
-    { u32: [rows, H, W, Hq, Wq4, phases, padT >>> 0, padL >>> 0, iy0, nRows] },
+    {
+      rows,
+      H: l.height,
+      W: l.width,
+      Hq: l.rows,
+      Wq4: l.vec4s,
+      phases: l.phases,
+      padT: padTop >>> 0,
+      padL: l.padLeft >>> 0,
+      iy0,
+      nRows,
+    },
     groups(rows, 64),
   );
   return out;
 }
 
 /**
- * Runs the forward kernel of a stride-`S` convolution on a prepared input, with weights `w`
- * ([Oc, Cc, KH, KW], or flipped/transposed from [Cc, Oc, KH, KW] when `flip`), into `y`.
+ * One run of the forward kernel: a stride-`stride` convolution of `batch` images of
+ * `inChannels` source planes (sized, dilated and padded as `source`) into `outChannels` planes of
+ * `outHeight × outWidth`. The weights are [outChannels, inChannels, kH, kW], or, when `flip`,
+ * [inChannels, outChannels, kH, kW] used flipped and transposed.
  */
-function convolve(
-  xSrc: Tensor,
-  planes: { H: number; W: number; D: number; padT: number; padL: number },
-  w: Tensor,
-  flip: boolean,
-  bias: Tensor | null,
-  N: number,
-  Cc: number,
-  Oc: number,
-  KH: number,
-  KW: number,
-  S: number,
-  OH: number,
-  OW: number,
-): Tensor {
-  const taps = Math.ceil(KW / S);
-  const { ob, pv } = pickBlock(Oc, OW, Cc * KH * KW);
-  const nXB = Math.ceil(OW / (4 * pv));
-  const Hq = (OH - 1) * S + KH;
-  const Wq4 = nXB * pv + Math.floor((taps - 1) / 4) + 1;
-  const xq = prepareInput(
-    xSrc,
-    N * Cc,
-    planes.H,
-    planes.W,
-    Hq,
-    S,
-    Wq4,
-    planes.padT,
-    planes.padL,
-    planes.D,
-    false,
-  );
+interface ConvPass {
+  batch: number;
+  inChannels: number;
+  outChannels: number;
+  kernelHeight: number;
+  kernelWidth: number;
+  stride: number;
+  outHeight: number;
+  outWidth: number;
+  source: { height: number; width: number; dilation: number; padTop: number; padLeft: number };
+  flip: boolean;
+}
 
-  // Weight chunks of NBC blocks of `ob` output channels (SW floats per tap and block) for CCH
-  // input channels each, at most 64 KiB.
+/** The forward convolution of `g` as a pass of the forward kernel. */
+function forwardPass(g: Conv2dGeometry): ConvPass {
+  const { batch, inChannels, outChannels, kernelHeight, kernelWidth, stride, padding } = g;
+  return {
+    batch,
+    inChannels,
+    outChannels,
+    kernelHeight,
+    kernelWidth,
+    stride,
+    outHeight: g.outHeight,
+    outWidth: g.outWidth,
+    source: {
+      height: g.inHeight,
+      width: g.inWidth,
+      dilation: 1,
+      padTop: padding,
+      padLeft: padding,
+    },
+    flip: false,
+  };
+}
+
+/**
+ * The gradient of the input of `g` as a pass of the forward kernel: the stride-1 convolution of
+ * gy (dilated by the stride, padded by `k − 1 − p`) with the flipped, transposed weights; rows
+ * past the last window of the forward pass get zeros.
+ */
+function backwardInputPass(g: Conv2dGeometry): ConvPass {
+  const { batch, kernelHeight, kernelWidth, padding } = g;
+  return {
+    batch,
+    inChannels: g.outChannels,
+    outChannels: g.inChannels,
+    kernelHeight,
+    kernelWidth,
+    stride: 1,
+    outHeight: g.inHeight,
+    outWidth: g.inWidth,
+    source: {
+      height: g.outHeight,
+      width: g.outWidth,
+      dilation: g.stride,
+      padTop: kernelHeight - 1 - padding,
+      padLeft: kernelWidth - 1 - padding,
+    },
+    flip: true,
+  };
+}
+
+/**
+ * The launch shape of a pass: the register block (`ob` channels × `pv` vec4 groups of columns),
+ * column blocks per row, images per block of the invocation order, invocations per dispatch, the
+ * prepared-input layout and the rows of it that hold source rows (`rowLo` to `rowHi`, every
+ * `dilation`-th in between; the kernel skips the all-zero rows outside).
+ */
+interface ForwardPlan {
+  ob: number;
+  pv: number;
+  nXB: number;
+  NB: number;
+  total: number;
+  input: PreparedLayout;
+  rowLo: number;
+  rowHi: number;
+}
+
+function forwardPlan(pass: ConvPass): ForwardPlan {
+  const { kernelHeight: KH, kernelWidth: KW, stride: S, source } = pass;
+  const taps = Math.ceil(KW / S);
+  const { ob, pv } = pickBlock(pass.outChannels, pass.outWidth, pass.inChannels * KH * KW);
+  const nXB = Math.ceil(pass.outWidth / (4 * pv));
+  const input: PreparedLayout = {
+    planes: pass.batch * pass.inChannels,
+    height: source.height,
+    width: source.width,
+    rows: (pass.outHeight - 1) * S + KH,
+    phases: S,
+    vec4s: nXB * pv + Math.floor((taps - 1) / 4) + 1,
+    padTop: source.padTop,
+    padLeft: source.padLeft,
+    dilation: source.dilation,
+  };
+  const NB = Math.min(pass.batch, Math.ceil(8 / nXB));
+  const total = Math.ceil(pass.batch / NB) * NB * pass.outHeight * nXB;
+  // From the first row r >= 0 with r ≡ padTop (mod D) to one past the last source row.
+  const { dilation: D, padTop } = source;
+  const rowLo = padTop >= 0 ? padTop : ((padTop % D) + D) % D;
+  const rowHi = Math.max(rowLo, Math.min(input.rows, padTop + (source.height - 1) * D + 1));
+  return { ob, pv, nXB, NB, total, input, rowLo, rowHi };
+}
+
+/**
+ * Weight chunks for the uniform buffer: `NBC` blocks of `ob` output channels (`SW` floats per tap
+ * and block) for `CCH` input channels each, at most 64 KiB; `nOC × nCC` chunks of `chunk` floats.
+ */
+interface WeightChunks {
+  SW: number;
+  NBC: number;
+  CCH: number;
+  nOC: number;
+  nCC: number;
+  chunk: number;
+}
+
+function weightChunks(pass: ConvPass, ob: number): WeightChunks {
+  const Cc = pass.inChannels;
   const SW = Math.max(4, ob);
-  const perChannel = KH * KW * SW;
-  const nBlocks = Math.ceil(Oc / ob);
+  const perChannel = pass.kernelHeight * pass.kernelWidth * SW;
+  const nBlocks = Math.ceil(pass.outChannels / ob);
   let NBC: number;
   let CCH: number;
   if (Cc * perChannel * nBlocks <= UNIFORM_FLOATS) {
@@ -298,70 +509,153 @@ function convolve(
   } else {
     [NBC, CCH] = [1, Math.floor(UNIFORM_FLOATS / perChannel)];
   }
-  const OCH = NBC * ob;
   const nOC = Math.ceil(nBlocks / NBC);
   const nCC = Math.ceil(Cc / CCH);
-  const chunk = NBC * CCH * perChannel;
-  const wt = Tensor.empty([nOC * nCC * chunk]);
+  return { SW, NBC, CCH, nOC, nCC, chunk: NBC * CCH * perChannel };
+}
+
+/** Queues `prepare_weight`: `w` relaid out into the chunks `c`. */
+function prepareWeights(w: Tensor, pass: ConvPass, ob: number, c: WeightChunks): Tensor {
+  const total = c.nOC * c.nCC * c.chunk;
+  const wt = Tensor.empty([total]);
   dispatch(
     PREPARE_WEIGHT,
     [w.buffer, wt.buffer],
-    { u32: [nOC * nCC * chunk, Oc, Cc, KH, KW, ob, SW, CCH, nCC, NBC, flip ? 1 : 0] },
-    groups(nOC * nCC * chunk, 256),
+    {
+      total,
+      Oc: pass.outChannels,
+      Cc: pass.inChannels,
+      KH: pass.kernelHeight,
+      KWt: pass.kernelWidth,
+      OBt: ob,
+      SW: c.SW,
+      CCH: c.CCH,
+      nCC: c.nCC,
+      NBC: c.NBC,
+      flip: pass.flip ? 1 : 0,
+    },
+    groups(total, 256),
   );
+  return wt;
+}
 
-  const y = Tensor.empty([N, Oc, OH, OW]);
+/** The forward kernel's uniforms for weight chunk (`oc`, `cc`). */
+function chunkUniforms(
+  pass: ConvPass,
+  plan: ForwardPlan,
+  c: WeightChunks,
+  oc: number,
+  cc: number,
+  hasBias: boolean,
+) {
+  const OCH = c.NBC * plan.ob;
+  const o0 = oc * OCH;
+  const on = Math.min(OCH, pass.outChannels - o0);
+  const c0 = cc * c.CCH;
+  return {
+    Cx: pass.inChannels,
+    c0,
+    cn: Math.min(c.CCH, pass.inChannels - c0),
+    Hq: plan.input.rows,
+    Wq4: plan.input.vec4s,
+    O: pass.outChannels,
+    o0,
+    on,
+    ntap: c.CCH * pass.kernelHeight * pass.kernelWidth,
+    OH: pass.outHeight,
+    OW: pass.outWidth,
+    KH: pass.kernelHeight,
+    nOB: Math.ceil(on / plan.ob),
+    nXB: plan.nXB,
+    total: plan.total,
+    mode: (hasBias && cc === 0 ? 1 : 0) | (cc > 0 ? 2 : 0),
+    N: pass.batch,
+    NB: plan.NB,
+    rowLo: plan.rowLo,
+    rowHi: plan.rowHi,
+  };
+}
+
+/** Runs the forward kernel for `pass` on input `x` with weights `w` and optional bias. */
+function convolve(x: Tensor, w: Tensor, bias: Tensor | null, pass: ConvPass): Tensor {
+  const plan = forwardPlan(pass);
+  const xq = prepareInput(x, plan.input, false);
+  const chunks = weightChunks(pass, plan.ob);
+  const wt = prepareWeights(w, pass, plan.ob, chunks);
+  const y = Tensor.empty([pass.batch, pass.outChannels, pass.outHeight, pass.outWidth]);
   const ubo = weightBuffer();
-  const kernel = forwardKernel(KW, S, ob, pv, planes.D, OW % 4 === 0);
-  const NB = Math.min(N, Math.ceil(8 / nXB));
-  const total = Math.ceil(N / NB) * NB * OH * nXB;
-  // Rows of xq that hold input: from the first row r >= 0 with r ≡ padT (mod D) to one past the
-  // last input row; the kernel skips the all-zero rows outside (and between, when dilated).
-  const { D, padT } = planes;
-  const rowLo = padT >= 0 ? padT : ((padT % D) + D) % D;
-  const rowHi = Math.max(rowLo, Math.min(Hq, padT + (planes.H - 1) * D + 1));
+  const kernel = forwardKernel(pass, plan);
+  const { nOC, nCC, chunk } = chunks;
   for (let oc = 0; oc < nOC; oc++) {
     for (let cc = 0; cc < nCC; cc++) {
       copyBuffer(wt.buffer, ubo, chunk * 4, (oc * nCC + cc) * chunk * 4, 0);
-      const o0 = oc * OCH;
-      const on = Math.min(OCH, Oc - o0);
-      const c0 = cc * CCH;
-      const nOB = Math.ceil(on / ob);
-      const mode = (bias && cc === 0 ? 1 : 0) | (cc > 0 ? 2 : 0);
+      const uniforms = chunkUniforms(pass, plan, chunks, oc, cc, bias !== null);
       dispatch(
         kernel,
         [xq.buffer, ubo, (bias ?? xq).buffer, y.buffer],
-        {
-          u32: [
-            Cc,
-            c0,
-            Math.min(CCH, Cc - c0),
-            Hq,
-            Wq4,
-            Oc,
-            o0,
-            on,
-            CCH * KH * KW,
-            OH,
-            OW,
-            KH,
-            nOB,
-            nXB,
-            total,
-            mode,
-            N,
-            NB,
-            rowLo,
-            rowHi,
-          ],
-        },
-        groups(total, 64) * nOB,
+        uniforms,
+        groups(plan.total, 64) * uniforms.nOB,
       );
     }
   }
   xq.dispose();
   wt.dispose();
   return y;
+}
+
+/**
+ * The launch shape of the weight-gradient kernel: `TN` taps per invocation in `nMB` blocks of 8,
+ * `nOB` blocks of 4 output channels, the images split into `groups` groups of `perGroup`
+ * (summed by `reduce_groups` when more than one), `total` invocations, and the layouts of the
+ * prepared input (padded, `stride` column phases) and gradient (rows padded to whole vec4s).
+ */
+interface WeightGradPlan {
+  TN: number;
+  nMB: number;
+  nOB: number;
+  perGroup: number;
+  groups: number;
+  total: number;
+  input: PreparedLayout;
+  grad: PreparedLayout;
+}
+
+function weightGradPlan(g: Conv2dGeometry): WeightGradPlan {
+  const { batch: N, inChannels: C, outChannels: O, kernelHeight: KH, stride: S } = g;
+  const taps = Math.ceil(g.kernelWidth / S);
+  const TN = Math.min(8, taps);
+  const nMB = Math.ceil(taps / 8);
+  const R = Math.floor((TN + 6) / 4);
+  const OW4 = Math.ceil(g.outWidth / 4);
+  const input: PreparedLayout = {
+    planes: N * C,
+    height: g.inHeight,
+    width: g.inWidth,
+    rows: (g.outHeight - 1) * S + KH,
+    phases: S,
+    vec4s: 2 * (nMB - 1) + OW4 + R - 1,
+    padTop: g.padding,
+    padLeft: g.padding,
+    dilation: 1,
+  };
+  const grad: PreparedLayout = {
+    planes: N * O,
+    height: g.outHeight,
+    width: g.outWidth,
+    rows: g.outHeight,
+    phases: 1,
+    vec4s: OW4,
+    padTop: 0,
+    padLeft: 0,
+    dilation: 1,
+  };
+  const nOB = Math.ceil(O / 4);
+  const perGroupItems = nOB * Math.ceil((C * KH) / weightGradRows(TN)) * S * nMB;
+  // Enough invocations to keep every core busy, at least a few images per group when possible.
+  const G = Math.max(1, Math.min(N, Math.ceil(2048 / perGroupItems)));
+  const perGroup = Math.ceil(N / G);
+  const groups = Math.ceil(N / perGroup);
+  return { TN, nMB, nOB, perGroup, groups, total: groups * perGroupItems, input, grad };
 }
 
 /**
@@ -383,30 +677,14 @@ export function conv2d(
   opts?: Conv2dOptions,
 ): Tensor {
   const op = "conv2d";
-  f32(op, "input", x);
-  f32(op, "weight", w);
-  const g = geometry(op, x.shape, w.shape, opts);
+  checkDtype(op, "input", x);
+  checkDtype(op, "weight", w);
+  const g = conv2dGeometry(op, x.shape, w.shape, opts);
   if (bias) {
-    f32(op, "bias", bias);
-    if (bias.size !== g.O || bias.shape.length !== 1) {
-      throw new RangeError(`${op}: bias has shape [${bias.shape}], expected [${g.O}]`);
-    }
+    checkDtype(op, "bias", bias);
+    checkShape(op, "bias", bias.shape, [g.outChannels]);
   }
-  return convolve(
-    x,
-    { H: g.H, W: g.W, D: 1, padT: g.P, padL: g.P },
-    w,
-    false,
-    bias,
-    g.N,
-    g.C,
-    g.O,
-    g.KH,
-    g.KW,
-    g.S,
-    g.OH,
-    g.OW,
-  );
+  return convolve(x, w, bias, forwardPass(g));
 }
 
 /**
@@ -427,27 +705,11 @@ export function conv2dBackwardInput(
   opts?: Conv2dOptions,
 ): Tensor {
   const op = "conv2dBackwardInput";
-  f32(op, "gy", gy);
-  f32(op, "weight", w);
-  const g = geometry(op, inputShape, w.shape, opts);
-  sameShape(op, "gy", gy.shape, [g.N, g.O, g.OH, g.OW]);
-  // gx = stride-1 convolution of gy (dilated by S, padded by k − 1 − p) with the flipped,
-  // transposed weights; rows past the last window of the forward pass get zeros.
-  return convolve(
-    gy,
-    { H: g.OH, W: g.OW, D: g.S, padT: g.KH - 1 - g.P, padL: g.KW - 1 - g.P },
-    w,
-    true,
-    null,
-    g.N,
-    g.O,
-    g.C,
-    g.KH,
-    g.KW,
-    1,
-    g.H,
-    g.W,
-  );
+  checkDtype(op, "gy", gy);
+  checkDtype(op, "weight", w);
+  const g = conv2dGeometry(op, inputShape, w.shape, opts);
+  checkShape(op, "gy", gy.shape, outputShape(g));
+  return convolve(gy, w, null, backwardInputPass(g));
 }
 
 /**
@@ -468,41 +730,45 @@ export function conv2dBackwardWeight(
   opts?: Conv2dOptions,
 ): Tensor {
   const op = "conv2dBackwardWeight";
-  f32(op, "input", x);
-  f32(op, "gy", gy);
-  const g = geometry(op, x.shape, weightShape, opts);
-  sameShape(op, "gy", gy.shape, [g.N, g.O, g.OH, g.OW]);
-  const { N, C, O, KH, KW, S, OH, OW } = g;
-
-  const TN = Math.min(8, Math.ceil(KW / S));
-  const nMB = Math.ceil(Math.ceil(KW / S) / 8);
-  const R = Math.floor((TN + 6) / 4);
-  const OW4 = Math.ceil(OW / 4);
-  const Hq = (OH - 1) * S + KH;
-  const Wq4 = 2 * (nMB - 1) + OW4 + R - 1;
-  const xq = prepareInput(x, N * C, g.H, g.W, Hq, S, Wq4, g.P, g.P, 1, true);
-  const gq = prepareInput(gy, N * O, OH, OW, OH, 1, OW4, 0, 0, 1, false);
-
-  const nOB = Math.ceil(O / 4);
-  const perGroupItems = nOB * Math.ceil((C * KH) / weightGradRows(TN)) * S * nMB;
-  // Enough invocations to keep every core busy, at least a few images per group when possible.
-  const G = Math.max(1, Math.min(N, Math.ceil(2048 / perGroupItems)));
-  const perGroup = Math.ceil(N / G);
-  const G2 = Math.ceil(N / perGroup);
-  const wsize = O * C * KH * KW;
-  const gw = Tensor.empty([O, C, KH, KW]);
-  const part = G2 > 1 ? Tensor.empty([G2 * wsize]) : gw;
-  const total = G2 * perGroupItems;
+  checkDtype(op, "input", x);
+  checkDtype(op, "gy", gy);
+  const g = conv2dGeometry(op, x.shape, weightShape, opts);
+  checkShape(op, "gy", gy.shape, outputShape(g));
+  const plan = weightGradPlan(g);
+  const xq = prepareInput(x, plan.input, true);
+  const gq = prepareInput(gy, plan.grad, false);
+  const wsize = g.outChannels * g.inChannels * g.kernelHeight * g.kernelWidth;
+  const gw = Tensor.empty([...weightShape]);
+  const part = plan.groups > 1 ? Tensor.empty([plan.groups * wsize]) : gw;
   dispatch(
-    weightGradKernel(KW, S, TN),
+    weightGradKernel(g, plan.TN),
     [xq.buffer, gq.buffer, part.buffer],
-    { u32: [C, O, Hq, Wq4, OH, OW4, KH, nMB, nOB, N, perGroup, total, wsize] },
-    groups(total, 64),
+    {
+      C: g.inChannels,
+      O: g.outChannels,
+      Hq: plan.input.rows,
+      Wq4: plan.input.vec4s,
+      OH: g.outHeight,
+      OW4: plan.grad.vec4s,
+      KH: g.kernelHeight,
+      nMB: plan.nMB,
+      nOB: plan.nOB,
+      N: g.batch,
+      perGroup: plan.perGroup,
+      total: plan.total,
+      wsize,
+    },
+    groups(plan.total, 64),
   );
   xq.dispose();
   gq.dispose();
   if (part !== gw) {
-    dispatch(REDUCE, [part.buffer, gw.buffer], { u32: [wsize, G2] }, groups(wsize, 64));
+    dispatch(
+      REDUCE,
+      [part.buffer, gw.buffer],
+      { size: wsize, groups: plan.groups },
+      groups(wsize, 64),
+    );
     part.dispose();
   }
   return gw;
@@ -517,8 +783,8 @@ export function conv2dBackwardWeight(
  */
 export function conv2dBackwardBias(gy: Tensor): Tensor {
   const op = "conv2dBackwardBias";
-  f32(op, "gy", gy);
-  rank4(op, "gy", gy.shape);
+  checkDtype(op, "gy", gy);
+  checkRank4(op, "gy", gy.shape);
   const [N, O, OH, OW] = gy.shape;
   const plane = OH * OW;
   // Groups of images so that about 1024 invocations share the sum.
@@ -530,11 +796,11 @@ export function conv2dBackwardBias(gy: Tensor): Tensor {
   dispatch(
     BIAS_GRAD,
     [gy.buffer, part.buffer],
-    { u32: [O, plane, N, perGroup, G2 * O] },
+    { O, plane, N, perGroup, total: G2 * O },
     groups(G2 * O, 64),
   );
   if (part !== gb) {
-    dispatch(REDUCE, [part.buffer, gb.buffer], { u32: [O, G2] }, groups(O, 64));
+    dispatch(REDUCE, [part.buffer, gb.buffer], { size: O, groups: G2 }, groups(O, 64));
     part.dispose();
   }
   return gb;

@@ -7,13 +7,18 @@
 
 import binarySrc from "../../kernels/elementwise.wgsl" with { type: "text" };
 import unarySrc from "../../kernels/unary.wgsl" with { type: "text" };
-import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { dispatch, groups, type Kernel, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { checkSameSize } from "./_checks.ts";
 
-const k = (code: string, entryPoint: string): Kernel => ({
+/** `struct Params` of kernels/elementwise.wgsl and kernels/unary.wgsl. */
+const PARAMS = uniformLayout("Params", [["n", "u32"], ["alpha", "f32"], ["beta", "f32"]]);
+
+const k = (code: string, entryPoint: string): Kernel<"n" | "alpha" | "beta"> => ({
   name: `elementwise.${entryPoint}`,
   code,
   entryPoint,
+  uniforms: PARAMS,
 });
 const ADD = k(binarySrc, "add");
 const MUL = k(binarySrc, "mul");
@@ -22,30 +27,24 @@ const AFFINE = k(unarySrc, "affine");
 const RELU = k(unarySrc, "relu");
 const CLAMP = k(unarySrc, "clamp_range");
 
-function sameSize(op: string, a: Tensor, b: Tensor): void {
-  if (a.size !== b.size) {
-    throw new RangeError(`${op}: shapes [${a.shape}] and [${b.shape}] differ in size`);
-  }
-}
-
-function binary(kernel: Kernel, a: Tensor, b: Tensor, alpha = 1, beta = 1): Tensor {
-  sameSize(kernel.name, a, b);
+function binary(kernel: typeof ADD, a: Tensor, b: Tensor, alpha = 1, beta = 1): Tensor {
+  checkSameSize(kernel.name, "a", a, "b", b);
   const out = Tensor.empty(a.shape);
   dispatch(
     kernel,
     [a.buffer, b.buffer, out.buffer],
-    { u32: [a.size], f32: [alpha, beta] },
+    { n: a.size, alpha, beta },
     groups(a.size, 256),
   );
   return out;
 }
 
-function unary(kernel: Kernel, a: Tensor, alpha = 0, beta = 0): Tensor {
+function unary(kernel: typeof AFFINE, a: Tensor, alpha = 0, beta = 0): Tensor {
   const out = Tensor.empty(a.shape);
   dispatch(
     kernel,
     [a.buffer, out.buffer],
-    { u32: [a.size], f32: [alpha, beta] },
+    { n: a.size, alpha, beta },
     groups(a.size, 256),
   );
   return out;

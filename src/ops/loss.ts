@@ -12,19 +12,47 @@
 import lossSrc from "../../kernels/loss.wgsl" with { type: "text" };
 import ceSrc from "../../kernels/loss_ce.wgsl" with { type: "text" };
 import reduceSrc from "../../kernels/loss_reduce.wgsl" with { type: "text" };
-import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
+import {
+  checkDtype,
+  checkLabels,
+  checkMatrix,
+  checkSameShape,
+  checkTemperature,
+} from "./_checks.ts";
 
-const KL_DIV: Kernel = { name: "loss.kl_div", code: lossSrc, entryPoint: "kl_div" };
-const KD: Kernel = { name: "loss.kd", code: lossSrc, entryPoint: "kd" };
-const KD_KL: Kernel = { name: "loss.kd_kl", code: lossSrc, entryPoint: "kd_kl" };
-const ACT_ABS: Kernel = { name: "loss.act_abs", code: lossSrc, entryPoint: "act_abs" };
-const CROSS_ENTROPY: Kernel = {
+/** `struct Params` of kernels/loss.wgsl. */
+const LOSS_PARAMS = uniformLayout("Params", [
+  ["n", "u32"],
+  ["k", "u32"],
+  ["m", "u32"],
+  ["tau", "f32"],
+  ["scale", "f32"],
+]);
+const lossKernel = (entryPoint: string) => ({
+  name: `loss.${entryPoint}`,
+  code: lossSrc,
+  entryPoint,
+  uniforms: LOSS_PARAMS,
+});
+const KL_DIV = lossKernel("kl_div");
+const KD = lossKernel("kd");
+const KD_KL = lossKernel("kd_kl");
+const ACT_ABS = lossKernel("act_abs");
+const CROSS_ENTROPY = {
   name: "loss_ce.cross_entropy",
   code: ceSrc,
   entryPoint: "cross_entropy",
+  uniforms: uniformLayout("Params", [["n", "u32"], ["k", "u32"], ["scale", "f32"]]),
 };
-const SUM: Kernel = { name: "loss_reduce.sum", code: reduceSrc, entryPoint: "sum" };
+/** The sum kernel of kernels/loss_reduce.wgsl (also used by ./metrics.ts). */
+const SUM = {
+  name: "loss_reduce.sum",
+  code: reduceSrc,
+  entryPoint: "sum",
+  uniforms: uniformLayout("Params", [["n", "u32"], ["scale", "f32"]]),
+};
 
 /** Rows per workgroup of the row kernels (kernels/loss.wgsl, kernels/loss_ce.wgsl). */
 const ROWS = 64;
@@ -42,39 +70,24 @@ export interface LossResult {
 /** Normalisation of {@link activationLoss}. */
 export type ActivationNorm = "sample-l1" | "element-mean";
 
-function checkTau(op: string, tau: number): void {
-  if (!(tau > 0) || !Number.isFinite(tau)) {
-    throw new RangeError(`${op}: temperature must be a positive finite number, got ${tau}`);
-  }
-}
-
-function checkMatrix(op: string, name: string, t: Tensor): [number, number] {
-  if (t.shape.length !== 2 || t.size === 0) {
-    throw new RangeError(`${op}: ${name} must be a non-empty [N, K] matrix, got [${t.shape}]`);
-  }
-  if (t.dtype !== "f32") throw new RangeError(`${op}: ${name} must be f32, got ${t.dtype}`);
-  return [t.shape[0], t.shape[1]];
-}
-
+/** Two non-empty f32 `[N, K]` matrices of equal shape; returns N and K. */
 function checkPair(op: string, a: string, ta: Tensor, b: string, tb: Tensor): [number, number] {
-  const [n, k] = checkMatrix(op, a, ta);
-  checkMatrix(op, b, tb);
-  if (tb.shape[0] !== n || tb.shape[1] !== k) {
-    throw new RangeError(`${op}: ${a} [${ta.shape}] and ${b} [${tb.shape}] differ in shape`);
-  }
-  return [n, k];
+  const nk = checkMatrix(op, a, ta, true);
+  checkMatrix(op, b, tb, true);
+  checkSameShape(op, a, ta, b, tb);
+  return nk;
 }
 
 /** Queues `out[0] = scale · Σ part[0..n)` and disposes `part`. */
 function reduceInto(part: Tensor, n: number, scale: number): Tensor {
   const loss = Tensor.empty([1]);
-  dispatch(SUM, [part.buffer, loss.buffer], { u32: [n], f32: [scale] }, 1);
+  dispatch(SUM, [part.buffer, loss.buffer], { n, scale }, 1);
   part.dispose(); // queued work keeps its order; the pool may hand the buffer out again safely
   return loss;
 }
 
 function rowLoss(
-  kernel: Kernel,
+  kernel: typeof KL_DIV,
   x: Tensor,
   t: Tensor,
   n: number,
@@ -88,7 +101,7 @@ function rowLoss(
   dispatch(
     kernel,
     [x.buffer, grad.buffer, part.buffer, t.buffer],
-    { u32: [n, k, 0], f32: [tau, gradScale] },
+    { n, k, m: 0, tau, scale: gradScale },
     groups(n, ROWS),
   );
   return { loss: reduceInto(part, n, lossScale), grad };
@@ -107,7 +120,7 @@ function rowLoss(
  * differ, or `tau` is not positive and finite.
  */
 export function klDivLoss(p: Tensor, z: Tensor, tau: number): LossResult {
-  checkTau("klDivLoss", tau);
+  checkTemperature("klDivLoss", tau);
   const [n, k] = checkPair("klDivLoss", "p", p, "z", z);
   return rowLoss(KL_DIV, z, p, n, k, tau, 1 / (n * tau), 1 / n);
 }
@@ -126,7 +139,7 @@ export function klDivLoss(p: Tensor, z: Tensor, tau: number): LossResult {
  * differ, or `tau` is not positive and finite.
  */
 export function kdLoss(teacherLogits: Tensor, studentLogits: Tensor, tau: number): LossResult {
-  checkTau("kdLoss", tau);
+  checkTemperature("kdLoss", tau);
   const [n, k] = checkPair(
     "kdLoss",
     "teacherLogits",
@@ -158,7 +171,7 @@ export function kdDivergence(
   studentLogits: Tensor,
   tau: number,
 ): LossResult & { gradTeacher: Tensor } {
-  checkTau("kdDivergence", tau);
+  checkTemperature("kdDivergence", tau);
   const [n, k] = checkPair(
     "kdDivergence",
     "teacherLogits",
@@ -172,7 +185,7 @@ export function kdDivergence(
   dispatch(
     KD_KL,
     [studentLogits.buffer, grad.buffer, part.buffer, teacherLogits.buffer, gradTeacher.buffer],
-    { u32: [n, k, 0], f32: [tau, tau / n] },
+    { n, k, m: 0, tau, scale: tau / n },
     groups(n, ROWS),
   );
   return { loss: reduceInto(part, n, (tau * tau) / n), grad, gradTeacher };
@@ -190,19 +203,14 @@ export function kdDivergence(
  * `[N]` vector.
  */
 export function crossEntropyLoss(z: Tensor, labels: Tensor): LossResult {
-  const [n, k] = checkMatrix("crossEntropyLoss", "z", z);
-  if (labels.dtype !== "u32" || labels.shape.length !== 1 || labels.shape[0] !== n) {
-    throw new RangeError(
-      `crossEntropyLoss: labels must be u32 [${n}] for z [${z.shape}], ` +
-        `got ${labels.dtype} [${labels.shape}]`,
-    );
-  }
+  const [n, k] = checkMatrix("crossEntropyLoss", "z", z, true);
+  checkLabels("crossEntropyLoss", labels, z, n);
   const grad = Tensor.empty(z.shape);
   const part = Tensor.empty([n]);
   dispatch(
     CROSS_ENTROPY,
     [z.buffer, grad.buffer, part.buffer, labels.buffer],
-    { u32: [n, k], f32: [1 / n] },
+    { n, k, scale: 1 / n },
     groups(n, ROWS),
   );
   return { loss: reduceInto(part, n, 1 / n), grad };
@@ -224,7 +232,7 @@ export function activationLoss(a: Tensor, norm: ActivationNorm): LossResult {
   if (a.shape.length === 0 || a.size === 0) {
     throw new RangeError(`activationLoss: a must be a non-empty [N, ...] tensor, got [${a.shape}]`);
   }
-  if (a.dtype !== "f32") throw new RangeError(`activationLoss: a must be f32, got ${a.dtype}`);
+  checkDtype("activationLoss", "a", a);
   let scale: number;
   if (norm === "sample-l1") scale = 1 / a.shape[0];
   else if (norm === "element-mean") scale = 1 / a.size;
@@ -236,7 +244,7 @@ export function activationLoss(a: Tensor, norm: ActivationNorm): LossResult {
   dispatch(
     ACT_ABS,
     [a.buffer, grad.buffer, part.buffer],
-    { u32: [a.size, 0, slots], f32: [1, scale] },
+    { n: a.size, k: 0, m: slots, tau: 1, scale },
     wgs,
   );
   return { loss: reduceInto(part, slots, -scale), grad };

@@ -3,8 +3,7 @@
  *
  * - `"register"` (`kernels/matmul.wgsl`): each invocation computes up to a 16×16 block of C in
  *   registers from vec4 loads, no workgroup memory and no barriers. Fastest on software adapters
- *   (llvmpipe), where workgroup memory and barriers are slow (about 20–25 GFLOP/s of the two
- *   cores' worth on a 1024³ product, against ~2 for the tiled kernel). It reads and writes vec4
+ *   (llvmpipe), where workgroup memory and barriers are slow. It reads and writes vec4
  *   and steps K by 4, so an operand whose stored row length or K is not a multiple of 4 is first
  *   copied into a zero-padded buffer, and a result with N not a multiple of 4 is computed with
  *   padded rows and cropped: one cheap extra pass each, only for such shapes.
@@ -19,8 +18,9 @@
 
 import src from "../../kernels/matmul.wgsl" with { type: "text" };
 import tiledSrc from "../../kernels/matmul_tiled.wgsl" with { type: "text" };
-import { dispatch, gpuContext, groups, type Kernel } from "../gpu/runtime.ts";
+import { dispatch, gpuContext, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { checkMatrix } from "./_checks.ts";
 
 /** Which matmul kernel to run: register blocking (software adapters) or shared-memory tiling. */
 export type MatmulStrategy = "register" | "tiled";
@@ -40,7 +40,43 @@ export interface MatmulOptions {
 /** Rows and columns of C computed by one tiled-strategy workgroup. */
 const TILED_BLOCK = 64;
 
-const PAD: Kernel = { name: "matmul.pad", code: src, entryPoint: "pad" };
+const PAD = {
+  name: "matmul.pad",
+  code: src,
+  entryPoint: "pad",
+  uniforms: uniformLayout("PadParams", [
+    ["rows", "u32"],
+    ["cols", "u32"],
+    ["src_stride", "u32"],
+    ["out_rows", "u32"],
+    ["out_stride", "u32"],
+  ]),
+};
+
+/** `struct Params` of kernels/matmul_tiled.wgsl. */
+const TILED_PARAMS = uniformLayout("Params", [
+  ["M", "u32"],
+  ["N", "u32"],
+  ["K", "u32"],
+  ["gx", "u32"],
+  ["total", "u32"],
+  ["has_bias", "u32"],
+]);
+
+/** `struct Params` of kernels/matmul.wgsl. */
+const REGISTER_PARAMS = uniformLayout("Params", [
+  ["M", "u32"],
+  ["N", "u32"],
+  ["K4", "u32"],
+  ["sa", "u32"],
+  ["sb", "u32"],
+  ["sc", "u32"],
+  ["gx", "u32"],
+  ["total", "u32"],
+  ["wgx", "u32"],
+  ["wgy", "u32"],
+  ["has_bias", "u32"],
+]);
 
 /**
  * Register-strategy launch shape: 4-row/4-column groups per invocation (pipeline constants) and
@@ -74,18 +110,20 @@ function registerPlan(m: number, n: number): RegisterPlan {
   return { ni, nj, wgX, wgY };
 }
 
-function tiledKernel(transA: boolean, transB: boolean): Kernel {
+function tiledKernel(transA: boolean, transB: boolean) {
   return {
     name: "matmul.tiled",
     code: tiledSrc,
     constants: { TRANS_A: Number(transA), TRANS_B: Number(transB) },
+    uniforms: TILED_PARAMS,
   };
 }
 
-function registerKernel(transA: boolean, transB: boolean, plan: RegisterPlan): Kernel {
+function registerKernel(transA: boolean, transB: boolean, plan: RegisterPlan) {
   return {
     name: "matmul.register",
     code: src,
+    uniforms: REGISTER_PARAMS,
     constants: {
       TRANS_A: Number(transA),
       TRANS_B: Number(transB),
@@ -105,13 +143,6 @@ export function defaultMatmulStrategy(): MatmulStrategy {
   return gpuContext().isFallbackAdapter ? "register" : "tiled";
 }
 
-function checkMatrix(name: string, t: Tensor): void {
-  if (t.shape.length !== 2) {
-    throw new RangeError(`matmul: ${name} must be a 2-D matrix, got shape [${t.shape}]`);
-  }
-  if (t.dtype !== "f32") throw new RangeError(`matmul: ${name} must be f32, got ${t.dtype}`);
-}
-
 /**
  * The top-left `[rows, cols]` of `src` (row stride `srcStride`) copied into a new
  * `[outRows, outCols]` tensor, zero elsewhere.
@@ -128,7 +159,7 @@ function copyPadded(
   dispatch(
     PAD,
     [src.buffer, out.buffer],
-    { u32: [rows, cols, srcStride, outRows, outCols] },
+    { rows, cols, src_stride: srcStride, out_rows: outRows, out_stride: outCols },
     groups(outRows * outCols, 256),
   );
   return out;
@@ -159,8 +190,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transB = opts.transB ?? false;
   const bias = opts.bias ?? null;
   const strategy = opts.strategy ?? defaultMatmulStrategy();
-  checkMatrix("A", a);
-  checkMatrix("B", b);
+  checkMatrix("matmul", "A", a);
+  checkMatrix("matmul", "B", b);
   const [m, k] = transA ? [a.shape[1], a.shape[0]] : [a.shape[0], a.shape[1]];
   const [kb, n] = transB ? [b.shape[1], b.shape[0]] : [b.shape[0], b.shape[1]];
   if (k !== kb) {
@@ -171,22 +202,43 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   }
   if (bias && (bias.shape.length !== 1 || bias.shape[0] !== n || bias.dtype !== "f32")) {
     throw new RangeError(
-      `matmul: bias must be an f32 vector [${n}] for the [${m}, ${n}] result, got [${bias.shape}]`,
+      `matmul: bias must be an f32 vector [${n}] for the [${m}, ${n}] result, ` +
+        `got ${bias.dtype} [${bias.shape}]`,
     );
   }
   if (m === 0 || n === 0) return Tensor.empty([m, n]);
-  if (strategy === "tiled") {
-    const out = Tensor.empty([m, n]);
-    const gx = groups(n, TILED_BLOCK);
-    const total = gx * groups(m, TILED_BLOCK);
-    dispatch(
-      tiledKernel(transA, transB),
-      [a.buffer, b.buffer, (bias ?? a).buffer, out.buffer],
-      { u32: [m, n, k, gx, total, bias ? 1 : 0] },
-      total,
-    );
-    return out;
-  }
+  const product: Product = { a, b, bias, m, n, k, transA, transB };
+  return strategy === "tiled" ? tiledMatmul(product) : registerMatmul(product);
+}
+
+/** The operands and sizes of one validated, non-empty product. */
+interface Product {
+  a: Tensor;
+  b: Tensor;
+  bias: Tensor | null;
+  m: number;
+  n: number;
+  k: number;
+  transA: boolean;
+  transB: boolean;
+}
+
+/** The tiled strategy: any shape, no padding. */
+function tiledMatmul({ a, b, bias, m, n, k, transA, transB }: Product): Tensor {
+  const out = Tensor.empty([m, n]);
+  const gx = groups(n, TILED_BLOCK);
+  const total = gx * groups(m, TILED_BLOCK);
+  dispatch(
+    tiledKernel(transA, transB),
+    [a.buffer, b.buffer, (bias ?? a).buffer, out.buffer],
+    { M: m, N: n, K: k, gx, total, has_bias: bias ? 1 : 0 },
+    total,
+  );
+  return out;
+}
+
+/** The register strategy (see the module doc for its padding). */
+function registerMatmul({ a, b, bias, m, n, k, transA, transB }: Product): Tensor {
   // Register strategy: vec4 loads and stores and K in steps of 4 need row lengths and K
   // padded to multiples of 4.
   const k4 = ceil4(k);
@@ -201,19 +253,17 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     registerKernel(transA, transB, plan),
     [aPad.buffer, bPad.buffer, (bias ?? a).buffer, out.buffer],
     {
-      u32: [
-        m,
-        n,
-        k4 / 4,
-        aPad.shape[1] / 4,
-        bPad.shape[1] / 4,
-        n4 / 4,
-        gx,
-        total,
-        plan.wgX,
-        plan.wgY,
-        bias ? 1 : 0,
-      ],
+      M: m,
+      N: n,
+      K4: k4 / 4,
+      sa: aPad.shape[1] / 4,
+      sb: bPad.shape[1] / 4,
+      sc: n4 / 4,
+      gx,
+      total,
+      wgx: plan.wgX,
+      wgy: plan.wgY,
+      has_bias: bias ? 1 : 0,
     },
     total,
   );

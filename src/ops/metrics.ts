@@ -7,32 +7,37 @@
 
 import src from "../../kernels/metrics.wgsl" with { type: "text" };
 import reduceSrc from "../../kernels/loss_reduce.wgsl" with { type: "text" };
-import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { checkDtype, checkLabels, checkMatrix, checkSameSize } from "./_checks.ts";
 
-const ARGMAX: Kernel = { name: "metrics.argmax", code: src, entryPoint: "argmax" };
-const CORRECT_ROWS: Kernel = {
+/** `struct Params` of kernels/metrics.wgsl. */
+const PARAMS = uniformLayout("Params", [["n", "u32"], ["k", "u32"]]);
+/** `struct Params` of kernels/loss_reduce.wgsl. */
+const REDUCE_PARAMS = uniformLayout("Params", [["n", "u32"], ["scale", "f32"]]);
+
+const ARGMAX = { name: "metrics.argmax", code: src, entryPoint: "argmax", uniforms: PARAMS };
+const CORRECT_ROWS = {
   name: "metrics.correct_rows",
   code: src,
   entryPoint: "correct_rows",
+  uniforms: PARAMS,
 };
-const SUM: Kernel = { name: "loss_reduce.sum", code: reduceSrc, entryPoint: "sum" };
-const ACCUMULATE: Kernel = {
+const SUM = {
+  name: "loss_reduce.sum",
+  code: reduceSrc,
+  entryPoint: "sum",
+  uniforms: REDUCE_PARAMS,
+};
+const ACCUMULATE = {
   name: "loss_reduce.accumulate",
   code: reduceSrc,
   entryPoint: "accumulate",
+  uniforms: REDUCE_PARAMS,
 };
 
 /** Rows per workgroup of the metric kernels. */
 const ROWS = 64;
-
-function checkLogits(op: string, z: Tensor): [number, number] {
-  if (z.shape.length !== 2 || z.size === 0) {
-    throw new RangeError(`${op}: z must be a non-empty [N, K] matrix, got [${z.shape}]`);
-  }
-  if (z.dtype !== "f32") throw new RangeError(`${op}: z must be f32, got ${z.dtype}`);
-  return [z.shape[0], z.shape[1]];
-}
 
 /**
  * Row argmax (the first maximum on ties).
@@ -42,9 +47,9 @@ function checkLogits(op: string, z: Tensor): [number, number] {
  * @throws {RangeError} when `z` is not a non-empty f32 `[N, K]` matrix.
  */
 export function argmax(z: Tensor): Tensor {
-  const [n, k] = checkLogits("argmax", z);
+  const [n, k] = checkMatrix("argmax", "z", z, true);
   const out = Tensor.empty([n], "u32");
-  dispatch(ARGMAX, [z.buffer, out.buffer], { u32: [n, k] }, groups(n, ROWS));
+  dispatch(ARGMAX, [z.buffer, out.buffer], { n, k }, groups(n, ROWS));
   return out;
 }
 
@@ -59,17 +64,12 @@ export function argmax(z: Tensor): Tensor {
  * `[N]` vector.
  */
 export function correctCount(z: Tensor, labels: Tensor): Tensor {
-  const [n, k] = checkLogits("correctCount", z);
-  if (labels.dtype !== "u32" || labels.shape.length !== 1 || labels.shape[0] !== n) {
-    throw new RangeError(
-      `correctCount: labels must be u32 [${n}] for z [${z.shape}], ` +
-        `got ${labels.dtype} [${labels.shape}]`,
-    );
-  }
+  const [n, k] = checkMatrix("correctCount", "z", z, true);
+  checkLabels("correctCount", labels, z, n);
   const hits = Tensor.empty([n]);
-  dispatch(CORRECT_ROWS, [z.buffer, labels.buffer, hits.buffer], { u32: [n, k] }, groups(n, ROWS));
+  dispatch(CORRECT_ROWS, [z.buffer, labels.buffer, hits.buffer], { n, k }, groups(n, ROWS));
   const count = Tensor.empty([1]);
-  dispatch(SUM, [hits.buffer, count.buffer], { u32: [n], f32: [1] }, 1);
+  dispatch(SUM, [hits.buffer, count.buffer], { n, scale: 1 }, 1);
   hits.dispose();
   return count;
 }
@@ -84,18 +84,15 @@ export function correctCount(z: Tensor, labels: Tensor): Tensor {
  * buffer.
  */
 export function accumulate(acc: Tensor, src: Tensor): void {
-  if (acc.dtype !== "f32" || src.dtype !== "f32") {
-    throw new RangeError(`accumulate: acc and src must be f32, got ${acc.dtype} and ${src.dtype}`);
-  }
-  if (acc.size !== src.size) {
-    throw new RangeError(`accumulate: acc [${acc.shape}] and src [${src.shape}] differ in size`);
-  }
+  checkDtype("accumulate", "acc", acc);
+  checkDtype("accumulate", "src", src);
+  checkSameSize("accumulate", "acc", acc, "src", src);
   if (acc.buffer === src.buffer) throw new RangeError("accumulate: acc and src share one buffer");
   if (acc.size === 0) return;
   dispatch(
     ACCUMULATE,
     [src.buffer, acc.buffer],
-    { u32: [acc.size], f32: [0] },
+    { n: acc.size, scale: 0 },
     groups(acc.size, 256),
   );
 }

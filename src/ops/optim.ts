@@ -7,10 +7,45 @@
  */
 
 import src from "../../kernels/optim.wgsl" with { type: "text" };
-import { copyBuffer, dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { copyBuffer, dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { checkDtype, checkFinite, checkSameSize } from "./_checks.ts";
 
-const k = (entryPoint: string): Kernel => ({ name: `optim.${entryPoint}`, code: src, entryPoint });
+/** `struct Params` of kernels/optim.wgsl, shared by its four entry points. */
+const PARAMS = uniformLayout("Params", [
+  ["n", "u32"],
+  ["flag", "u32"],
+  ["lr", "f32"],
+  ["beta1", "f32"],
+  ["beta2", "f32"],
+  ["eps", "f32"],
+  ["wd", "f32"],
+  ["inv_sqrt_bc2", "f32"],
+  ["lo", "f32"],
+  ["hi", "f32"],
+  ["one_m_beta1", "f32"],
+  ["one_m_beta2", "f32"],
+]);
+/** Every f32 field zero: the fields an entry point does not read. */
+const UNREAD = {
+  lr: 0,
+  beta1: 0,
+  beta2: 0,
+  eps: 0,
+  wd: 0,
+  inv_sqrt_bc2: 0,
+  lo: 0,
+  hi: 0,
+  one_m_beta1: 0,
+  one_m_beta2: 0,
+};
+
+const k = (entryPoint: string) => ({
+  name: `optim.${entryPoint}`,
+  code: src,
+  entryPoint,
+  uniforms: PARAMS,
+});
 const ADAM = k("adam");
 const SGD = k("sgd");
 const SCALE = k("scale_by_scalar");
@@ -51,21 +86,13 @@ function checkF32(op: string, named: Record<string, Tensor>): number {
   const [first, t0] = entries[0];
   const seen = new Map<GPUBuffer, string>();
   for (const [name, t] of entries) {
-    if (t.dtype !== "f32") throw new RangeError(`${op}: ${name} must be f32, got ${t.dtype}`);
-    if (t.size !== t0.size) {
-      throw new RangeError(
-        `${op}: ${name} [${t.shape}] differs in size from ${first} [${t0.shape}]`,
-      );
-    }
+    checkDtype(op, name, t);
+    checkSameSize(op, first, t0, name, t);
     const other = seen.get(t.buffer);
     if (other) throw new RangeError(`${op}: ${name} and ${other} share one buffer`);
     seen.set(t.buffer, name);
   }
   return t0.size;
-}
-
-function finite(op: string, name: string, x: number): void {
-  if (!Number.isFinite(x)) throw new RangeError(`${op}: ${name} must be finite, got ${x}`);
 }
 
 /**
@@ -98,8 +125,8 @@ export function adamStep(
   if (!Number.isInteger(t) || t < 1) {
     throw new RangeError(`${op}: step t must be a positive integer, got ${t}`);
   }
-  finite(op, "lr", lr);
-  finite(op, "weightDecay", weightDecay);
+  checkFinite(op, "lr", lr);
+  checkFinite(op, "weightDecay", weightDecay);
   for (const [name, b] of [["beta1", beta1], ["beta2", beta2]] as const) {
     if (!(b >= 0 && b < 1)) throw new RangeError(`${op}: ${name} must be in [0, 1), got ${b}`);
   }
@@ -118,8 +145,18 @@ export function adamStep(
     ADAM,
     [param.buffer, grad.buffer, m.buffer, v.buffer],
     {
-      u32: [n, doClamp ? 1 : 0],
-      f32: [step, beta1, beta2, eps, weightDecay, invSqrtBc2, lo, hi, 1 - beta1, 1 - beta2],
+      n,
+      flag: doClamp ? 1 : 0,
+      lr: step,
+      beta1,
+      beta2,
+      eps,
+      wd: weightDecay,
+      inv_sqrt_bc2: invSqrtBc2,
+      lo,
+      hi,
+      one_m_beta1: 1 - beta1,
+      one_m_beta2: 1 - beta2,
     },
     groups(n, 256),
   );
@@ -142,8 +179,8 @@ export function sgdStep(param: Tensor, grad: Tensor, velocity: Tensor, opts: Sgd
   const op = "sgdStep";
   const n = checkF32(op, { param, grad, velocity });
   const { lr, momentum = 0, weightDecay = 0, nesterov = false } = opts;
-  finite(op, "lr", lr);
-  finite(op, "weightDecay", weightDecay);
+  checkFinite(op, "lr", lr);
+  checkFinite(op, "weightDecay", weightDecay);
   if (!(momentum >= 0 && momentum <= 1)) {
     throw new RangeError(`${op}: momentum must be in [0, 1], got ${momentum}`);
   }
@@ -153,7 +190,7 @@ export function sgdStep(param: Tensor, grad: Tensor, velocity: Tensor, opts: Sgd
   dispatch(
     SGD,
     [param.buffer, grad.buffer, velocity.buffer],
-    { u32: [n, nesterov ? 1 : 0], f32: [lr, momentum, 0, 0, weightDecay] },
+    { ...UNREAD, n, flag: nesterov ? 1 : 0, lr, beta1: momentum, wd: weightDecay },
     groups(n, 256),
   );
 }
@@ -180,7 +217,7 @@ export function signStep(
 ): void {
   const op = "signStep";
   const n = checkF32(op, { x, grad });
-  finite(op, "step", step);
+  checkFinite(op, "step", step);
   if (Number.isNaN(lo) || Number.isNaN(hi) || lo > hi) {
     throw new RangeError(`${op}: clamp range [${lo}, ${hi}] is empty or NaN`);
   }
@@ -189,8 +226,12 @@ export function signStep(
     SIGN,
     [x.buffer, grad.buffer],
     {
-      u32: [n, Number.isFinite(lo) || Number.isFinite(hi) ? 1 : 0],
-      f32: [step, 0, 0, 0, 0, 0, Math.max(lo, -3.4e38), Math.min(hi, 3.4e38), 0, 0],
+      ...UNREAD,
+      n,
+      flag: Number.isFinite(lo) || Number.isFinite(hi) ? 1 : 0,
+      lr: step,
+      lo: Math.max(lo, -3.4e38),
+      hi: Math.min(hi, 3.4e38),
     },
     groups(n, 256),
   );
@@ -209,11 +250,10 @@ export function signStep(
  */
 export function scaleByScalar(x: Tensor, s: Tensor, c = 1): Tensor {
   const op = "scaleByScalar";
-  if (x.dtype !== "f32" || s.dtype !== "f32") {
-    throw new RangeError(`${op}: x and s must be f32, got ${x.dtype} and ${s.dtype}`);
-  }
+  checkDtype(op, "x", x);
+  checkDtype(op, "s", s);
   if (s.size !== 1) throw new RangeError(`${op}: s must hold one element, got [${s.shape}]`);
-  finite(op, "c", c);
+  checkFinite(op, "c", c);
   const out = Tensor.empty(x.shape);
   if (x.size === 0) return out;
   // s is bound read_write (the kernel's shared layout): it must not be x's buffer too.
@@ -222,7 +262,7 @@ export function scaleByScalar(x: Tensor, s: Tensor, c = 1): Tensor {
   dispatch(
     SCALE,
     [out.buffer, x.buffer, (sCopy ?? s).buffer],
-    { u32: [x.size, 0], f32: [c] },
+    { ...UNREAD, n: x.size, flag: 0, lr: c },
     groups(x.size, 256),
   );
   sCopy?.dispose();

@@ -11,8 +11,9 @@
  */
 
 import src from "../../kernels/pool.wgsl" with { type: "text" };
-import { clearBuffer, dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { clearBuffer, dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { checkDtype, checkRank4, checkShape } from "./_checks.ts";
 
 /** Window size and stride of a pooling layer. */
 export interface Pool2dOptions {
@@ -22,8 +23,23 @@ export interface Pool2dOptions {
   stride?: number;
 }
 
-function kernel(entryPoint: string, g: PoolGeometry): Kernel {
-  return { name: `pool.${entryPoint}`, code: src, entryPoint, constants: { K: g.K, S: g.S } };
+/** `struct Params` of kernels/pool.wgsl. */
+const PARAMS = uniformLayout("Params", [
+  ["rows", "u32"],
+  ["H", "u32"],
+  ["W", "u32"],
+  ["OH", "u32"],
+  ["OW", "u32"],
+]);
+
+function kernel(entryPoint: string, g: PoolGeometry) {
+  return {
+    name: `pool.${entryPoint}`,
+    code: src,
+    entryPoint,
+    constants: { K: g.K, S: g.S },
+    uniforms: PARAMS,
+  };
 }
 
 interface PoolGeometry {
@@ -38,9 +54,7 @@ interface PoolGeometry {
 }
 
 function geometry(op: string, shape: readonly number[], opts: Pool2dOptions): PoolGeometry {
-  if (shape.length !== 4 || shape.some((d) => !Number.isInteger(d) || d < 1)) {
-    throw new RangeError(`${op}: input must be a non-empty 4-D [N, C, H, W] shape, got [${shape}]`);
-  }
+  checkRank4(op, "input", shape);
   const K = opts.kernelSize;
   const S = opts.stride ?? K;
   if (!Number.isInteger(K) || K < 1) {
@@ -56,18 +70,8 @@ function geometry(op: string, shape: readonly number[], opts: Pool2dOptions): Po
   return { N, C, H, W, K, S, OH: Math.floor((H - K) / S) + 1, OW: Math.floor((W - K) / S) + 1 };
 }
 
-function expectShape(op: string, name: string, t: Tensor, want: readonly number[]): void {
-  if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
-    throw new RangeError(`${op}: ${name} has shape [${t.shape}], expected [${want}]`);
-  }
-}
-
-function expectType(op: string, name: string, t: Tensor, dtype: "f32" | "u32"): void {
-  if (t.dtype !== dtype) throw new RangeError(`${op}: ${name} must be ${dtype}, got ${t.dtype}`);
-}
-
-function params(g: PoolGeometry, rows: number): { u32: number[] } {
-  return { u32: [rows, g.H, g.W, g.OH, g.OW] };
+function params(g: PoolGeometry, rows: number) {
+  return { rows, H: g.H, W: g.W, OH: g.OH, OW: g.OW };
 }
 
 /**
@@ -114,7 +118,7 @@ function backward(
  */
 export function maxPool2d(x: Tensor, opts: Pool2dOptions): { y: Tensor; argmax: Tensor } {
   const op = "maxPool2d";
-  expectType(op, "input", x, "f32");
+  checkDtype(op, "input", x, "f32");
   const g = geometry(op, x.shape, opts);
   const shape = [g.N, g.C, g.OH, g.OW];
   const y = Tensor.empty(shape);
@@ -148,10 +152,10 @@ export function maxPool2dBackward(
   const op = "maxPool2dBackward";
   const g = geometry(op, inputShape, opts);
   const outShape = [g.N, g.C, g.OH, g.OW];
-  expectType(op, "gy", gy, "f32");
-  expectType(op, "argmax", argmax, "u32");
-  expectShape(op, "gy", gy, outShape);
-  expectShape(op, "argmax", argmax, outShape);
+  checkDtype(op, "gy", gy, "f32");
+  checkDtype(op, "argmax", argmax, "u32");
+  checkShape(op, "gy", gy.shape, outShape);
+  checkShape(op, "argmax", argmax.shape, outShape);
   return backward("max", g, inputShape, [gy.buffer, argmax.buffer]);
 }
 
@@ -164,7 +168,7 @@ export function maxPool2dBackward(
  */
 export function avgPool2d(x: Tensor, opts: Pool2dOptions): Tensor {
   const op = "avgPool2d";
-  expectType(op, "input", x, "f32");
+  checkDtype(op, "input", x, "f32");
   const g = geometry(op, x.shape, opts);
   const y = Tensor.empty([g.N, g.C, g.OH, g.OW]);
   const rows = g.N * g.C * g.OH;
@@ -188,7 +192,7 @@ export function avgPool2dBackward(
 ): Tensor {
   const op = "avgPool2dBackward";
   const g = geometry(op, inputShape, opts);
-  expectType(op, "gy", gy, "f32");
-  expectShape(op, "gy", gy, [g.N, g.C, g.OH, g.OW]);
+  checkDtype(op, "gy", gy, "f32");
+  checkShape(op, "gy", gy.shape, [g.N, g.C, g.OH, g.OW]);
   return backward("avg", g, inputShape, [gy.buffer]);
 }

@@ -1,27 +1,31 @@
 /**
- * Sums of a matrix over one axis: {@link sumRows} (`[M, N] → [M]`) and {@link sumCols}
- * (`[M, N] → [N]`, e.g. bias gradients). Long axes are summed in chunks of 256 over several
- * passes, which keeps every pass parallel and the rounding error small.
+ * The sum of a matrix over its first axis, {@link sumCols} (`[M, N] → [N]`, e.g. bias
+ * gradients). Long axes are summed in chunks of 256 over several passes, which keeps every pass
+ * parallel and the rounding error small.
  *
  * @module
  */
 
 import src from "../../kernels/reduce.wgsl" with { type: "text" };
-import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { checkMatrix } from "./_checks.ts";
 
-const SUM_CHUNKS: Kernel = { name: "reduce.sum_chunks", code: src, entryPoint: "sum_chunks" };
+const SUM_CHUNKS = {
+  name: "reduce.sum_chunks",
+  code: src,
+  entryPoint: "sum_chunks",
+  uniforms: uniformLayout("Params", [
+    ["A", "u32"],
+    ["L", "u32"],
+    ["B", "u32"],
+    ["R", "u32"],
+    ["G", "u32"],
+  ]),
+};
 
 /** Longest run summed by one invocation. */
 const CHUNK = 256;
-
-function checkMatrix(op: string, x: Tensor): [number, number] {
-  if (x.shape.length !== 2) {
-    throw new RangeError(`${op}: expected an [M, N] matrix, got shape [${x.shape}]`);
-  }
-  if (x.dtype !== "f32") throw new RangeError(`${op}: expected f32, got ${x.dtype}`);
-  return [x.shape[0], x.shape[1]];
-}
 
 /** Sums `x` viewed as `[a, l, b]` over `l`; returns a new `[a·b]` tensor. */
 function sumAxis(x: Tensor, a: number, l: number, b: number): Tensor {
@@ -36,7 +40,7 @@ function sumAxis(x: Tensor, a: number, l: number, b: number): Tensor {
     dispatch(
       SUM_CHUNKS,
       [cur.buffer, out.buffer],
-      { u32: [a, len, b, r, g] },
+      { A: a, L: len, B: b, R: r, G: g },
       groups(a * g * b, 256),
     );
     if (cur !== x) cur.dispose();
@@ -47,18 +51,6 @@ function sumAxis(x: Tensor, a: number, l: number, b: number): Tensor {
 }
 
 /**
- * Sum over the last axis.
- *
- * @param x `[M, N]`, f32.
- * @returns `[M]`; zeros when N is 0.
- * @throws {RangeError} when `x` is not a 2-D f32 matrix.
- */
-export function sumRows(x: Tensor): Tensor {
-  const [m, n] = checkMatrix("sumRows", x);
-  return sumAxis(x, m, n, 1);
-}
-
-/**
  * Sum over the first axis (bias gradients: `db = Σ_rows gy`).
  *
  * @param x `[M, N]`, f32.
@@ -66,6 +58,6 @@ export function sumRows(x: Tensor): Tensor {
  * @throws {RangeError} when `x` is not a 2-D f32 matrix.
  */
 export function sumCols(x: Tensor): Tensor {
-  const [m, n] = checkMatrix("sumCols", x);
+  const [m, n] = checkMatrix("sumCols", "x", x);
   return sumAxis(x, 1, m, n);
 }

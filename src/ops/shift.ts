@@ -5,10 +5,22 @@
  */
 
 import src from "../../kernels/shift.wgsl" with { type: "text" };
-import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { checkRank4 } from "./_checks.ts";
 
-const SHIFT: Kernel = { name: "shift2d", code: src };
+const SHIFT = {
+  name: "shift2d",
+  code: src,
+  uniforms: uniformLayout("Params", [
+    ["n", "u32"],
+    ["h", "u32"],
+    ["w", "u32"],
+    ["ay", "u32"],
+    ["ax", "u32"],
+    ["flip", "u32"],
+  ]),
+};
 
 const mod = (a: number, m: number) => ((a % m) + m) % m;
 
@@ -20,13 +32,18 @@ const mod = (a: number, m: number) => ((a % m) + m) % m;
  * @throws {RangeError} when x is not 4-D.
  */
 export function shift2d(x: Tensor, dy: number, dx: number, flip = false): Tensor {
-  if (x.shape.length !== 4) throw new RangeError(`shift2d needs [N, C, H, W], got [${x.shape}]`);
+  checkRank4("shift2d", "x", x.shape, true);
   const [, , h, w] = x.shape;
   return gather(x, h, w, mod(-dy, h), mod(-dx, w), flip);
 }
 
-/** The backward pass of {@link shift2d}: its inverse permutation applied to `gy`. */
+/**
+ * The backward pass of {@link shift2d}: its inverse permutation applied to `gy` ([N, C, H, W]).
+ *
+ * @throws {RangeError} when gy is not 4-D.
+ */
 export function shift2dBackward(gy: Tensor, dy: number, dx: number, flip = false): Tensor {
+  checkRank4("shift2dBackward", "gy", gy.shape, true);
   const [, , h, w] = gy.shape;
   // Forward gathers at (y + ay, f(x) + ax); the inverse gathers at (y − ay, x − ax) without flip
   // and at (y − ay, W−1−x + ax) with flip (an involution in x).
@@ -35,10 +52,11 @@ export function shift2dBackward(gy: Tensor, dy: number, dx: number, flip = false
 
 function gather(x: Tensor, h: number, w: number, ay: number, ax: number, flip: boolean): Tensor {
   const out = Tensor.empty(x.shape);
+  if (x.size === 0) return out;
   dispatch(
     SHIFT,
     [x.buffer, out.buffer],
-    { u32: [x.size, h, w, ay, ax, flip ? 1 : 0] },
+    { n: x.size, h, w, ay, ax, flip: flip ? 1 : 0 },
     groups(x.size, 256),
   );
   return out;

@@ -1,66 +1,24 @@
 /**
- * Row-wise softmax and log-softmax with temperature `tau` over logits `[N, K]`, and their
- * backward rules. Numerically stable (the row max is subtracted before `exp`): finite for logits
- * of ±1e4 and any `tau` in [1, 100].
+ * Row-wise softmax with temperature `tau` over logits `[N, K]`. Numerically stable (the row max
+ * is subtracted before `exp`): finite for logits of ±1e4 and any `tau` in [1, 100].
  *
  * @module
  */
 
 import src from "../../kernels/softmax.wgsl" with { type: "text" };
-import { dispatch, groups, type Kernel } from "../gpu/runtime.ts";
+import { dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
+import { checkMatrix, checkTemperature } from "./_checks.ts";
 
-const k = (entryPoint: string): Kernel => ({
-  name: `softmax.${entryPoint}`,
+const SOFTMAX = {
+  name: "softmax.softmax",
   code: src,
-  entryPoint,
-});
-const SOFTMAX = k("softmax");
-const LOG_SOFTMAX = k("log_softmax");
-const SOFTMAX_BACKWARD = k("softmax_backward");
-const LOG_SOFTMAX_BACKWARD = k("log_softmax_backward");
+  entryPoint: "softmax",
+  uniforms: uniformLayout("Params", [["n", "u32"], ["k", "u32"], ["tau", "f32"]]),
+};
 
-/** Rows per workgroup of the row kernels. */
+/** Rows per workgroup of the row kernel. */
 const ROWS = 64;
-
-function checkTau(op: string, tau: number): void {
-  if (!(tau > 0) || !Number.isFinite(tau)) {
-    throw new RangeError(`${op}: temperature must be a positive finite number, got ${tau}`);
-  }
-}
-
-function checkMatrix(op: string, name: string, t: Tensor): [number, number] {
-  if (t.shape.length !== 2 || t.size === 0) {
-    throw new RangeError(`${op}: ${name} must be a non-empty [N, K] matrix, got [${t.shape}]`);
-  }
-  if (t.dtype !== "f32") throw new RangeError(`${op}: ${name} must be f32, got ${t.dtype}`);
-  return [t.shape[0], t.shape[1]];
-}
-
-function forward(kernel: Kernel, op: string, z: Tensor, tau: number): Tensor {
-  checkTau(op, tau);
-  const [n, kk] = checkMatrix(op, "z", z);
-  const out = Tensor.empty(z.shape);
-  dispatch(kernel, [z.buffer, out.buffer], { u32: [n, kk], f32: [tau] }, groups(n, ROWS));
-  return out;
-}
-
-function backward(kernel: Kernel, op: string, y: Tensor, gy: Tensor, tau: number): Tensor {
-  checkTau(op, tau);
-  const [n, kk] = checkMatrix(op, "y", y);
-  checkMatrix(op, "gy", gy);
-  if (gy.shape[0] !== n || gy.shape[1] !== kk) {
-    throw new RangeError(`${op}: y [${y.shape}] and gy [${gy.shape}] differ in shape`);
-  }
-  const out = Tensor.empty(y.shape);
-  dispatch(
-    kernel,
-    [y.buffer, out.buffer, gy.buffer],
-    { u32: [n, kk], f32: [tau] },
-    groups(n, ROWS),
-  );
-  return out;
-}
 
 /**
  * `softmax(z / tau)` of each row.
@@ -72,44 +30,10 @@ function backward(kernel: Kernel, op: string, y: Tensor, gy: Tensor, tau: number
  * and finite.
  */
 export function softmax(z: Tensor, tau = 1): Tensor {
-  return forward(SOFTMAX, "softmax", z, tau);
-}
-
-/**
- * `log_softmax(z / tau)` of each row (computed as `(z - max)/tau - log Σ exp((z - max)/tau)`).
- *
- * @param z logits `[N, K]`, f32.
- * @param tau temperature, default 1.
- * @returns log-probabilities `[N, K]`.
- * @throws {RangeError} as {@link softmax}.
- */
-export function logSoftmax(z: Tensor, tau = 1): Tensor {
-  return forward(LOG_SOFTMAX, "logSoftmax", z, tau);
-}
-
-/**
- * Backward of {@link softmax}: `dL/dz = y ⊙ (gy - Σ_k gy_k y_k) / tau` per row.
- *
- * @param y the forward output `softmax(z / tau)`, `[N, K]`.
- * @param gy `dL/dy`, `[N, K]`.
- * @param tau the forward temperature, default 1.
- * @returns `dL/dz`, `[N, K]`.
- * @throws {RangeError} when `y` or `gy` is not a non-empty f32 `[N, K]` matrix, their shapes
- * differ, or `tau` is not positive and finite.
- */
-export function softmaxBackward(y: Tensor, gy: Tensor, tau = 1): Tensor {
-  return backward(SOFTMAX_BACKWARD, "softmaxBackward", y, gy, tau);
-}
-
-/**
- * Backward of {@link logSoftmax}: `dL/dz = (gy - exp(y) Σ_k gy_k) / tau` per row.
- *
- * @param y the forward output `log_softmax(z / tau)`, `[N, K]`.
- * @param gy `dL/dy`, `[N, K]`.
- * @param tau the forward temperature, default 1.
- * @returns `dL/dz`, `[N, K]`.
- * @throws {RangeError} as {@link softmaxBackward}.
- */
-export function logSoftmaxBackward(y: Tensor, gy: Tensor, tau = 1): Tensor {
-  return backward(LOG_SOFTMAX_BACKWARD, "logSoftmaxBackward", y, gy, tau);
+  const op = "softmax";
+  checkTemperature(op, tau);
+  const [n, k] = checkMatrix(op, "z", z, true);
+  const out = Tensor.empty(z.shape);
+  dispatch(SOFTMAX, [z.buffer, out.buffer], { n, k, tau }, groups(n, ROWS));
+  return out;
 }
