@@ -183,29 +183,38 @@ async function planRun(f: ParsedFlags): Promise<RunPlan> {
       throw new UsageError(`--${flag} needs a path; got an empty string`);
     }
   }
-  if (f.resume === undefined) {
-    const teacherPath = given("teacher") ? f.teacher as string : DEFAULT_TEACHER;
-    const outDir = given("out") ? f.out as string : join("runs", timestamp());
-    checkOutputsSpareInputs(outDir, teacherPath);
-    if (!f.force && await isFinishedRun(outDir)) {
-      throw new RunFolderError(
-        `--out ${outDir} already holds a finished run; pass --force to overwrite it or choose ` +
-          `another --out`,
-      );
-    }
-    if (!f.force && await hasRun(outDir)) {
-      let readable = true;
-      await readRunFile(outDir).catch(() => readable = false);
-      throw new RunFolderError(
-        readable
-          ? `--out ${outDir} holds an unfinished run; continue it with --resume ${outDir}, or ` +
-            `pass --force to start over`
-          : `--out ${outDir} holds a run whose run.json cannot be read, so it cannot be ` +
-            `resumed; pass --force to start over, or choose another --out`,
-      );
-    }
-    return { outDir, teacherPath, run: null, cfg: null, changed: [] };
+  return f.resume === undefined ? await planNewRun(f) : await planResume(f);
+}
+
+/** A new run: its output folder must hold no run unless `--force`. */
+async function planNewRun(f: ParsedFlags): Promise<RunPlan> {
+  const given = (flag: string) => f.explicit.has(flag);
+  const teacherPath = given("teacher") ? f.teacher as string : DEFAULT_TEACHER;
+  const outDir = given("out") ? f.out as string : join("runs", timestamp());
+  checkOutputsSpareInputs(outDir, teacherPath);
+  if (!f.force && await isFinishedRun(outDir)) {
+    throw new RunFolderError(
+      `--out ${outDir} already holds a finished run; pass --force to overwrite it or choose ` +
+        `another --out`,
+    );
   }
+  if (!f.force && await hasRun(outDir)) {
+    let readable = true;
+    await readRunFile(outDir).catch(() => readable = false);
+    throw new RunFolderError(
+      readable
+        ? `--out ${outDir} holds an unfinished run; continue it with --resume ${outDir}, or ` +
+          `pass --force to start over`
+        : `--out ${outDir} holds a run whose run.json cannot be read, so it cannot be ` +
+          `resumed; pass --force to start over, or choose another --out`,
+    );
+  }
+  return { outDir, teacherPath, run: null, cfg: null, changed: [] };
+}
+
+/** A resumed run: its run.json gives the settings; only resumable ones may change. */
+async function planResume(f: ParsedFlags): Promise<RunPlan> {
+  const given = (flag: string) => f.explicit.has(flag);
   const outDir = f.resume as string;
   if (given("force")) {
     throw new UsageError(
@@ -243,11 +252,27 @@ async function planRun(f: ParsedFlags): Promise<RunPlan> {
     );
   }
   checkOutputsSpareInputs(outDir, run.teacher);
+  return {
+    outDir,
+    teacherPath: run.teacher,
+    run,
+    cfg,
+    changed: applyResumeChanges(f, cfg, outDir),
+  };
+}
+
+/**
+ * Applies the settings given on the command line of a resume to `cfg`.
+ *
+ * @returns `--flag old → new` for each change.
+ * @throws {UsageError} for a change of a setting that fixed the finished work.
+ */
+function applyResumeChanges(f: ParsedFlags, cfg: DfkdConfig, outDir: string): string[] {
   const changed: string[] = [];
   for (const s of SETTINGS) {
     const v = flagValue(f, s);
     const was = getSetting(cfg, s.key);
-    if (!given(s.flag) || v === was) continue;
+    if (!f.explicit.has(s.flag) || v === was) continue;
     if (!s.resumable) {
       throw new UsageError(
         `--${s.flag} cannot change when resuming: the finished work in ${outDir} used ` +
@@ -257,7 +282,7 @@ async function planRun(f: ParsedFlags): Promise<RunPlan> {
     changed.push(`--${s.flag} ${show(was)} → ${show(v)}`);
     setSetting(cfg as unknown as Record<string, unknown>, s.key, v);
   }
-  return { outDir, teacherPath: run.teacher, run, cfg, changed };
+  return changed;
 }
 
 /**
@@ -314,11 +339,24 @@ async function openTestSet(
           `which no longer holds it; pass --data DIR to measure accuracy on another copy`,
       );
     }
-    return { dir, testSet: await loadSplit(dir, "test") };
+    return { dir, testSet: checkedTestSet(await loadSplit(dir, "test"), dir, dataset) };
   }
   const dir = findDataDir(dataset, f.data as string | undefined);
   if (f.data !== undefined && !dir) throw dataNotFound(dataset, f.data as string);
-  return { dir, testSet: dir ? await loadSplit(dir, "test") : null };
+  return { dir, testSet: dir ? checkedTestSet(await loadSplit(dir, "test"), dir, dataset) : null };
+}
+
+/** `set`, after warning when it looks like the other dataset's test set. */
+function checkedTestSet(set: Dataset, dir: string, dataset: DatasetName): Dataset {
+  const looks = guessDataset(set);
+  if (looks !== null && looks !== dataset) {
+    console.error(
+      `warning: the test set in ${dir} looks like ${looks}, not ${dataset} (its mean pixel ` +
+        `value); the ${dataset} teacher's accuracy on it will mean little: pass --data the ` +
+        `${dataset} test set`,
+    );
+  }
+  return set;
 }
 
 /** Runs `deno task synth` with `args`; returns the exit code. */
@@ -338,10 +376,33 @@ export async function main(args: string[]): Promise<number> {
   }
   // 1. The output folder and where the settings come from (cheap checks first).
   const plan = await planRun(f);
-  const { outDir, teacherPath, run, changed } = plan;
-
   // 2. The GPU and the teacher.
   const gpu = await initGpuForCli();
+  const t = await openTeacher(f, plan);
+  // 3. The configuration: defaults, dataset rule, preset, explicit flags (or the resumed run's).
+  const cfg = plan.cfg ?? resolveConfig({
+    preset: f.preset as Preset,
+    dataset: t.dataset,
+    overrides: overridesFromFlags(f),
+  });
+  checkFitsTeacher(cfg, t.teacher, gpu.maxStorageBufferBindingSize);
+  // 4. The real test set, for accuracy only.
+  const test = await openTestSet(f, plan, t.dataset);
+  // 5. The run, in its locked output folder.
+  return await runInFolder(f, plan, cfg, t, test, gpu.description);
+}
+
+/** The teacher of a run, checked, with its dataset and the SHA-256 of its file. */
+interface OpenedTeacher {
+  teacher: Sequential;
+  metadata: Record<string, string>;
+  sha: string;
+  dataset: DatasetName;
+}
+
+/** Loads the teacher; on resume, checks it is the file the run was started with. */
+async function openTeacher(f: ParsedFlags, plan: RunPlan): Promise<OpenedTeacher> {
+  const { run, outDir, teacherPath } = plan;
   const hint = run
     ? `restore the teacher the run in ${outDir} was started with (run.json), or start a new run`
     : "pass --teacher a LeNet-5 checkpoint in safetensors format (make one with " +
@@ -355,30 +416,24 @@ export async function main(args: string[]): Promise<number> {
         `(SHA-256 differs); restore it, or start a new run`,
     );
   }
-  const dataset = teacherDataset(f, plan, metadata);
+  return { teacher, metadata, sha, dataset: teacherDataset(f, plan, metadata) };
+}
 
-  // 3. The configuration: defaults, dataset rule, preset, explicit flags (or the resumed run's).
-  const cfg = plan.cfg ?? resolveConfig({
-    preset: f.preset as Preset,
-    dataset,
-    overrides: overridesFromFlags(f),
-  });
-  checkFitsTeacher(cfg, teacher, gpu.maxStorageBufferBindingSize);
-
-  // 4. The real test set, for accuracy only.
-  const { dir: dataDir, testSet } = await openTestSet(f, plan, dataset);
-  if (testSet) {
-    const looks = guessDataset(testSet);
-    if (looks !== null && looks !== dataset) {
-      console.error(
-        `warning: the test set in ${dataDir} looks like ${looks}, not ${dataset} (its mean ` +
-          `pixel value); the ${dataset} teacher's accuracy on it will mean little: pass --data ` +
-          `the ${dataset} test set`,
-      );
-    }
-  }
-
-  // 5. The output folder, locked for this process.
+/**
+ * Creates and locks the output folder, writes run.json, runs (or resumes) the run, and prints the
+ * summary; the lock is released however it ends.
+ *
+ * @returns the exit code: 0, or 130/143 when a signal stopped the run.
+ */
+async function runInFolder(
+  f: ParsedFlags,
+  plan: RunPlan,
+  cfg: DfkdConfig,
+  t: OpenedTeacher,
+  test: { dir: string | null; testSet: Dataset | null },
+  adapter: string,
+): Promise<number> {
+  const { outDir, run, changed, teacherPath } = plan;
   try {
     await Deno.mkdir(outDir, { recursive: true });
   } catch (e) {
@@ -393,33 +448,19 @@ export async function main(args: string[]): Promise<number> {
       await writeRunFile(outDir, {
         config: cfg,
         teacher: resolve(teacherPath),
-        teacher_sha256: sha,
-        dataset,
-        data: dataDir ? resolve(dataDir) : null,
+        teacher_sha256: t.sha,
+        dataset: t.dataset,
+        data: test.dir ? resolve(test.dir) : null,
       });
-    } else if (changed.length > 0) {
-      await writeRunFile(outDir, { ...run, config: cfg });
-    }
-    console.error(`adapter: ${gpu.description}`);
-    console.error(`teacher: ${teacherPath} (${teacher.arch}, ${dataset}); output: ${outDir}`);
-    if (run) {
-      console.error(
-        `resuming the run in ${outDir}${changed.length ? `; changed: ${changed.join(", ")}` : ""}`,
-      );
-    }
-    if (!testSet) {
-      console.error(
-        `no ${dataset} test set found (looked in ${dataDirCandidates(dataset).join(", ")}): ` +
-          `accuracy will not be measured; pass --data DIR to measure it`,
-      );
-    }
+    } else if (changed.length > 0) await writeRunFile(outDir, { ...run, config: cfg });
+    announce(plan, t, test, adapter);
     const outcome = await runWithSignals(cfg, outDir, {
-      teacher,
+      teacher: t.teacher,
       teacherName: teacherPath,
-      dataset,
-      testSet,
-      testSetDir: dataDir,
-      adapter: gpu.description,
+      dataset: t.dataset,
+      testSet: test.testSet,
+      testSetDir: test.dir,
+      adapter,
     });
     if (outcome.stopped) {
       console.error(
@@ -427,11 +468,34 @@ export async function main(args: string[]): Promise<number> {
       );
       return outcome.signal === "SIGTERM" ? 143 : 130;
     }
-    warnTeacherAccuracy(outcome.metrics, metadata, dataset, dataDir);
-    printSummary(outcome.metrics, cfg, teacher, outDir);
+    warnTeacherAccuracy(outcome.metrics, t.metadata, t.dataset, test.dir);
+    printSummary(outcome.metrics, cfg, t.teacher, outDir);
     return 0;
   } finally {
     await unlock();
+  }
+}
+
+/** The lines printed before the run starts: adapter, teacher, output, resume, test set. */
+function announce(
+  plan: RunPlan,
+  t: OpenedTeacher,
+  test: { dir: string | null; testSet: Dataset | null },
+  adapter: string,
+): void {
+  const { outDir, run, changed, teacherPath } = plan;
+  console.error(`adapter: ${adapter}`);
+  console.error(`teacher: ${teacherPath} (${t.teacher.arch}, ${t.dataset}); output: ${outDir}`);
+  if (run) {
+    console.error(
+      `resuming the run in ${outDir}${changed.length ? `; changed: ${changed.join(", ")}` : ""}`,
+    );
+  }
+  if (!test.testSet) {
+    console.error(
+      `no ${t.dataset} test set found (looked in ${dataDirCandidates(t.dataset).join(", ")}): ` +
+        `accuracy will not be measured; pass --data DIR to measure it`,
+    );
   }
 }
 

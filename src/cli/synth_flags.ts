@@ -80,7 +80,7 @@ function flagSpecOf(s: SettingSpec): FlagSpec {
     min: s.min,
     max: s.max,
     exclusiveMin: s.exclusiveMin,
-    help: s.help,
+    help: inFlagTerms(s.help),
   };
 }
 
@@ -127,3 +127,23 @@ export function asCliError(e: unknown): unknown {
   e.message = msg;
   return e;
 }
+
+/**
+ * The README's flag table: every flag of `deno task synth` with its default and help, the run's
+ * own flags first, then the settings in schema order. A test keeps the README's copy equal to it.
+ */
+export function flagTableMarkdown(): string {
+  const rows = Object.entries(FLAGS).map(([name, s]) => {
+    const arg = s.type === "boolean" ? "" : ` ${s.choices ? s.choices.join("\\|") : s.type}`;
+    const cell = (x: string) => x.replaceAll("|", "\\|").replaceAll("<", "&lt;");
+    const def = s.defaultText !== undefined
+      ? cell(s.defaultText)
+      : s.default === undefined
+      ? ""
+      : `\`${s.default}\``;
+    return `| \`--${name}${arg}\` | ${def} | ${cell(s.help)} |`;
+  });
+  return ["| flag | default | meaning |", "| --- | --- | --- |", ...rows].join("\n");
+}
+
+if (import.meta.main) console.log(flagTableMarkdown());

@@ -124,7 +124,7 @@ export interface SettingSpec {
   exclusiveMin?: boolean;
   /** Inclusive upper bound. */
   max?: number;
-  /** What it does, for `--help` and the README's flag table. */
+  /** What it does, for the CLI's help and the README's flag table (keys as flags there). */
   help: string;
   /** The stage it steers. */
   stage: Stage;
@@ -137,7 +137,7 @@ const synthesis = (s: Spec): SettingSpec => ({ ...s, stage: "synthesis" });
 const distillation = (s: Spec): SettingSpec => ({ ...s, stage: "distillation" });
 const run = (s: Spec): SettingSpec => ({ ...s, stage: "run" });
 
-/** Every setting, in the order of `--help`. */
+/** Every setting, in the order of the CLI's help. */
 export const SETTINGS: readonly SettingSpec[] = [
   synthesis({
     key: "synthesis.method",
@@ -353,7 +353,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     min: 0,
     max: 1,
     help: "Size of each of those steps, in pixel units ([0, 1] scale); used only with " +
-      "--kd-adv-steps above 0.",
+      "distillation.adversarial.steps above 0.",
     resumable: true,
   }),
   distillation({
@@ -364,7 +364,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     min: 0,
     max: 1,
     help: "Share of each distillation batch that takes those steps; used only with " +
-      "--kd-adv-steps above 0.",
+      "distillation.adversarial.steps above 0.",
     resumable: true,
   }),
   run({

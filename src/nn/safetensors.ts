@@ -184,6 +184,103 @@ export function duplicateTopLevelKey(text: string): string | null {
   return null;
 }
 
+/** A tensor's place in the data buffer, as the header gives it. */
+interface TensorInfo {
+  name: string;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+/**
+ * The metadata and the tensors of a parsed header, each entry checked: dtype F32, a valid shape,
+ * `data_offsets` in range and spanning exactly the shape's bytes.
+ */
+function headerEntries(
+  header: Record<string, unknown>,
+  dataLen: number,
+  fail: (what: string) => never,
+): { metadata: Record<string, string>; infos: TensorInfo[] } {
+  let metadata: Record<string, string> = {};
+  const infos: TensorInfo[] = [];
+  for (const [key, value] of Object.entries(header)) {
+    if (key === METADATA_KEY) {
+      if (typeof value !== "object" || value === null || Array.isArray(value)) {
+        fail(`"${METADATA_KEY}" must be an object of strings`);
+      }
+      for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+        if (typeof v !== "string") fail(`metadata "${k}" must be a string, got ${typeof v}`);
+      }
+      metadata = Object.fromEntries(Object.entries(value as Record<string, string>));
+      continue;
+    }
+    infos.push(tensorInfo(key, value, dataLen, fail));
+  }
+  return { metadata, infos };
+}
+
+/** One tensor entry of the header, checked. */
+function tensorInfo(
+  key: string,
+  value: unknown,
+  dataLen: number,
+  fail: (what: string) => never,
+): TensorInfo {
+  const info = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+  if (typeof info !== "object" || info === null) fail(`tensor "${key}": entry is not an object`);
+  const { dtype, shape, data_offsets: off } = info;
+  if (typeof dtype !== "string" || !(dtype in DTYPE_BYTES)) {
+    fail(`tensor "${key}": unknown dtype ${JSON.stringify(dtype)}`);
+  }
+  if (dtype !== "F32") {
+    fail(
+      `tensor "${key}" has dtype ${dtype}; only F32 is supported: save the model in float32 ` +
+        `(in PyTorch: {k: v.float() for k, v in state_dict.items()})`,
+    );
+  }
+  if (!isShape(shape)) fail(`tensor "${key}": shape ${JSON.stringify(shape)} is invalid`);
+  if (!Array.isArray(off) || off.length !== 2 || !off.every((o) => Number.isSafeInteger(o))) {
+    fail(`tensor "${key}": data_offsets ${JSON.stringify(off)} must be [begin, end]`);
+  }
+  const [begin, end] = off as number[];
+  if (begin < 0 || end < begin || end > dataLen) {
+    fail(
+      `tensor "${key}": data_offsets [${begin}, ${end}] are out of range of the ` +
+        `${dataLen}-byte data buffer (truncated file?)`,
+    );
+  }
+  const want = elementCount(shape as number[]) * 4;
+  if (end - begin !== want) {
+    fail(
+      `tensor "${key}": shape [${shape}] of F32 needs ${want} bytes but data_offsets ` +
+        `[${begin}, ${end}] span ${end - begin}`,
+    );
+  }
+  return { name: key, shape: [...(shape as number[])], begin, end };
+}
+
+/** The tensors must tile the data buffer exactly: no overlaps, no holes, no trailing bytes. */
+function checkTiling(infos: TensorInfo[], dataLen: number, fail: (what: string) => never): void {
+  const sorted = [...infos].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let cursor = 0;
+  for (let i = 0; i < sorted.length; i++) {
+    const t = sorted[i];
+    if (t.begin < cursor) {
+      fail(`tensor "${t.name}" [${t.begin}, ${t.end}] overlaps "${sorted[i - 1].name}"`);
+    }
+    if (t.begin > cursor) {
+      fail(`bytes [${cursor}, ${t.begin}) before tensor "${t.name}" belong to no tensor`);
+    }
+    cursor = t.end;
+  }
+  if (cursor !== dataLen) {
+    fail(
+      `${dataLen - cursor} bytes after the last tensor belong to no tensor (the file was ` +
+        `appended to or corrupted)`,
+    );
+  }
+}
+
 /**
  * Parses a safetensors file holding f32 tensors.
  *
@@ -192,8 +289,8 @@ export function duplicateTopLevelKey(text: string): string | null {
  * @returns tensors (copies, independent of `bytes`) and metadata.
  * @throws {CheckpointError} if the file is empty or truncated, is not a safetensors file, the
  *   header length runs past the end of the file, the header is not valid JSON or not of the
- *   documented structure, names a tensor twice, a tensor has a dtype other than F32, offsets are out of range,
- *   overlapping or leave holes, or a byte count disagrees with a shape.
+ *   documented structure, names a tensor twice, a tensor has a dtype other than F32, offsets
+ *   are out of range, overlapping or leave holes, or a byte count disagrees with a shape.
  */
 export function decodeSafetensors(
   bytes: Uint8Array,
@@ -243,76 +340,10 @@ export function decodeSafetensors(
         `written by a faulty tool or edited by hand`,
     );
   }
-  const entries = Object.entries(header as Record<string, unknown>);
   const dataStart = 8 + headerLen;
   const dataLen = bytes.length - dataStart;
-
-  let metadata: Record<string, string> = {};
-  const infos: { name: string; shape: number[]; begin: number; end: number }[] = [];
-  for (const [key, value] of entries) {
-    if (key === METADATA_KEY) {
-      if (typeof value !== "object" || value === null || Array.isArray(value)) {
-        fail(`"${METADATA_KEY}" must be an object of strings`);
-      }
-      for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-        if (typeof v !== "string") fail(`metadata "${k}" must be a string, got ${typeof v}`);
-      }
-      metadata = Object.fromEntries(Object.entries(value as Record<string, string>));
-      continue;
-    }
-    const info = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof info !== "object" || info === null) fail(`tensor "${key}": entry is not an object`);
-    const { dtype, shape, data_offsets: off } = info;
-    if (typeof dtype !== "string" || !(dtype in DTYPE_BYTES)) {
-      fail(`tensor "${key}": unknown dtype ${JSON.stringify(dtype)}`);
-    }
-    if (dtype !== "F32") {
-      fail(
-        `tensor "${key}" has dtype ${dtype}; only F32 is supported: save the model in float32 ` +
-          `(in PyTorch: {k: v.float() for k, v in state_dict.items()})`,
-      );
-    }
-    if (!isShape(shape)) fail(`tensor "${key}": shape ${JSON.stringify(shape)} is invalid`);
-    if (
-      !Array.isArray(off) || off.length !== 2 || !off.every((o) => Number.isSafeInteger(o))
-    ) {
-      fail(`tensor "${key}": data_offsets ${JSON.stringify(off)} must be [begin, end]`);
-    }
-    const [begin, end] = off as number[];
-    if (begin < 0 || end < begin || end > dataLen) {
-      fail(
-        `tensor "${key}": data_offsets [${begin}, ${end}] are out of range of the ` +
-          `${dataLen}-byte data buffer (truncated file?)`,
-      );
-    }
-    const want = elementCount(shape as number[]) * 4;
-    if (end - begin !== want) {
-      fail(
-        `tensor "${key}": shape [${shape}] of F32 needs ${want} bytes but data_offsets ` +
-          `[${begin}, ${end}] span ${end - begin}`,
-      );
-    }
-    infos.push({ name: key, shape: [...(shape as number[])], begin, end });
-  }
-
-  const sorted = [...infos].sort((a, b) => a.begin - b.begin || a.end - b.end);
-  let cursor = 0;
-  for (let i = 0; i < sorted.length; i++) {
-    const t = sorted[i];
-    if (t.begin < cursor) {
-      fail(`tensor "${t.name}" [${t.begin}, ${t.end}] overlaps "${sorted[i - 1].name}"`);
-    }
-    if (t.begin > cursor) {
-      fail(`bytes [${cursor}, ${t.begin}) before tensor "${t.name}" belong to no tensor`);
-    }
-    cursor = t.end;
-  }
-  if (cursor !== dataLen) {
-    fail(
-      `${dataLen - cursor} bytes after the last tensor belong to no tensor (the file was ` +
-        `appended to or corrupted)`,
-    );
-  }
+  const { metadata, infos } = headerEntries(header as Record<string, unknown>, dataLen, fail);
+  checkTiling(infos, dataLen, fail);
 
   const tensors = Object.fromEntries(infos.map(({ name: key, shape, begin, end }) => {
     const raw = bytes.slice(dataStart + begin, dataStart + end); // aligned copy
