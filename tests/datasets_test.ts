@@ -1,15 +1,10 @@
 /**
- * Tests of dataset discovery, split loading and mini-batching: on synthetic IDX files in a temp
+ * Tests of dataset discovery and split loading: on synthetic IDX files in a temp
  * folder (including corrupt ones), and on the real MNIST / Fashion-MNIST files when the shared
  * data folder is present.
  */
 
-import assert, {
-  deepStrictEqual as assertEquals,
-  notDeepStrictEqual as assertNotEquals,
-  rejects,
-  throws,
-} from "node:assert/strict";
+import assert, { deepStrictEqual as assertEquals, rejects } from "node:assert/strict";
 import {
   CLASS_NAMES,
   DataError,
@@ -20,8 +15,6 @@ import {
   missingDataMessage,
 } from "../src/data/datasets.ts";
 import { loadIdxFile } from "../src/data/idx.ts";
-import { epochBatches, gatherImages, gatherLabels, shuffledIndices } from "../src/data/batches.ts";
-import { Rng } from "../src/random.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Synthetic files
@@ -210,69 +203,6 @@ Deno.test("datasets: findDataDir honours explicit paths, DFKD_DATA_DIR and subfo
     assert(missingDataMessage("mnist").includes("--data DIR"));
     assert(!missingDataMessage("mnist").includes("apt install"));
   });
-});
-
-// ---------------------------------------------------------------------------------------------
-// Batches
-
-function tinyDataset(n: number): Dataset {
-  const images = new Float32Array(n * 1024);
-  for (let i = 0; i < n; i++) images.fill(i, i * 1024, (i + 1) * 1024);
-  return { images, labels: Uint32Array.from({ length: n }, (_, i) => i % 10), count: n };
-}
-
-Deno.test("batches: shuffledIndices is a seeded permutation", () => {
-  const a = shuffledIndices(1000, new Rng(1));
-  assertEquals([...a].sort((x, y) => x - y), Array.from({ length: 1000 }, (_, i) => i));
-  assertEquals(shuffledIndices(1000, new Rng(1)), a);
-  assertNotEquals(shuffledIndices(1000, new Rng(2)), a);
-  assertEquals(shuffledIndices(0, new Rng(1)).length, 0);
-  throws(() => shuffledIndices(-1, new Rng(1)), RangeError);
-});
-
-Deno.test("batches: gatherImages / gatherLabels copy the indexed examples", () => {
-  const ds = tinyDataset(6);
-  const idx = Uint32Array.of(5, 2, 0, 3);
-  const imgs = gatherImages(ds.images, idx, 1, 3);
-  assertEquals(imgs.length, 3 * 1024);
-  assertEquals([imgs[0], imgs[1023], imgs[1024], imgs[2048], imgs[3071]], [2, 2, 0, 3, 3]);
-  assertEquals([...gatherLabels(ds.labels, idx, 0, 4)], [5, 2, 0, 3]);
-  // Custom stride: [N, 3] rows.
-  const rows = Float32Array.of(0, 1, 2, 10, 11, 12, 20, 21, 22);
-  assertEquals([...gatherImages(rows, Uint32Array.of(2, 0), 0, 2, 3)], [20, 21, 22, 0, 1, 2]);
-  throws(() => gatherImages(ds.images, idx, 2, 3), RangeError);
-  throws(() => gatherImages(ds.images, Uint32Array.of(6), 0, 1), RangeError);
-  throws(() => gatherLabels(ds.labels, Uint32Array.of(9), 0, 1), RangeError);
-  throws(() => gatherImages(rows, idx, 0, 1, 4), RangeError);
-});
-
-Deno.test("batches: epochBatches covers every example once, seeded and deterministic", () => {
-  const ds = tinyDataset(23);
-  const epoch = (
-    seed: number | null,
-    dropLast = false,
-  ) => [...epochBatches(ds, 5, seed === null ? null : new Rng(seed), { dropLast })];
-  const b = epoch(4);
-  assertEquals(b.map((x) => x.count), [5, 5, 5, 5, 3]);
-  assertEquals(b.map((x) => x.index), [0, 1, 2, 3, 4]);
-  const seen = b.flatMap((x) => Array.from({ length: x.count }, (_, k) => x.images[k * 1024]));
-  assertEquals([...seen].sort((p, q) => p - q), Array.from({ length: 23 }, (_, i) => i));
-  for (const x of b) {
-    for (let k = 0; k < x.count; k++) assertEquals(x.labels[k], x.images[k * 1024] % 10);
-  }
-  assertEquals(epoch(4), b);
-  assertNotEquals(epoch(5), b);
-  assertEquals(epoch(4, true).map((x) => x.count), [5, 5, 5, 5]);
-  const seq = epoch(null);
-  assertEquals(seq[1].images[0], 5);
-  assertEquals([...seq[4].labels], [0, 1, 2]);
-  // Successive epochs from one generator differ.
-  const rng = new Rng(4);
-  const e1 = [...epochBatches(ds, 23, rng)][0].labels;
-  const e2 = [...epochBatches(ds, 23, rng)][0].labels;
-  assertNotEquals(e1, e2);
-  throws(() => [...epochBatches(ds, 0, rng)], RangeError);
-  throws(() => [...epochBatches({ ...ds, count: 24 }, 4, rng)], RangeError);
 });
 
 // ---------------------------------------------------------------------------------------------
