@@ -143,3 +143,14 @@ Deno.test("examples/distill_bundled_teacher.ts distils a teacher at toy size", a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("README: ≤ 150 lines, and its library snippet is code of a tested example", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  assert.ok(readme.trimEnd().split("\n").length <= 150, "README.md is over 150 lines");
+  const snippet = readme.match(/```ts\n([\s\S]*?)```/)?.[1];
+  assert.ok(snippet, "README.md has no ts snippet");
+  const example = await Deno.readTextFile(
+    new URL("../examples/distill_bundled_teacher.ts", import.meta.url),
+  );
+  assert.ok(example.includes(snippet), "the README's snippet is not in distill_bundled_teacher.ts");
+});
