@@ -14,7 +14,7 @@
  * @module
  */
 
-import { distillationStage, synthesisStage } from "./dfkd/pipeline.ts";
+import { distillationStage, synthesisStage, type SynthesisStageProgress } from "./dfkd/pipeline.ts";
 import type { DistillProgress } from "./dfkd/distill.ts";
 
 export type { DistillProgress };
@@ -133,31 +133,14 @@ export async function trainTeacher(
   }
 }
 
-/** Progress of {@link synthesizeTransferSet}, reported every `logEvery` iterations of a batch. */
-export interface SynthesisProgress {
-  /** Index of the batch being synthesised, 0-based. */
-  batch: number;
-  /** Number of batches, `ceil(samples / batchSize)`. */
-  batches: number;
-  /** Adam iteration within the batch, 1..`iterations` (0 for the `noise` method). */
-  iteration: number;
-  /** Samples finished so far, counting the current batch pro rata (may be fractional). */
-  samplesDone: number;
-  /** Transfer-set size N. */
-  samples: number;
-  /** Synthesis loss `KL + λ_a·L_a` of the batch at this iteration, in nats (0 for `noise`). */
-  loss: number;
-  /** True on the single report made when a batch is finished (then `samplesDone` is whole). */
-  done: boolean;
-  /**
-   * On the `done` report only: the finished batch's images `[bn, 1, 32, 32]` in [0, 1] (rows
-   * `samplesDone - bn .. samplesDone` of the transfer set), so a viewer can show the set as it
-   * grows. A view of the result's memory: copy it to keep it past the callback.
-   */
-  images?: Float32Array;
+/**
+ * Progress of {@link synthesizeTransferSet}, reported every `logEvery` iterations of a batch and
+ * once when it is finished (`done`); the finished batch's soft targets come as `softTargets`.
+ */
+export type SynthesisProgress = Omit<SynthesisStageProgress, "resumed" | "targets"> & {
   /** On the `done` report only: the finished batch's soft targets `[bn, classes]` (a view). */
   softTargets?: Float32Array;
-}
+};
 
 /**
  * Options of {@link synthesizeTransferSet}: any synthesis setting (defaults: {@link DEFAULTS}'s

@@ -65,14 +65,18 @@ export function idx(magic: number, dims: number[], data: Uint8Array): Uint8Array
   return out;
 }
 
-/** Writes a data folder of `n` images and labels per split; `edit` may replace a test file. */
+/**
+ * Writes a data folder of `n` images (every pixel `pixel`) and labels per split; `edit` may
+ * replace a test file.
+ */
 export async function dataFolder(
   dir: string,
   edit: { images?: Uint8Array; labels?: Uint8Array } = {},
   n = 5,
+  pixel = 7,
 ): Promise<string> {
   await Deno.mkdir(dir, { recursive: true });
-  const images = idx(0x803, [n, 28, 28], new Uint8Array(n * 28 * 28).fill(7));
+  const images = idx(0x803, [n, 28, 28], new Uint8Array(n * 28 * 28).fill(pixel));
   const labels = idx(0x801, [n], Uint8Array.from({ length: n }, (_, i) => i % 10));
   await Deno.writeFile(join(dir, "train-images-idx3-ubyte"), images);
   await Deno.writeFile(join(dir, "train-labels-idx1-ubyte"), labels);

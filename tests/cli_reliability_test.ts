@@ -14,6 +14,7 @@ import { buildModel } from "../src/nn/models.ts";
 import { saveSafetensors } from "../src/nn/safetensors.ts";
 import { exists } from "../src/io/atomic.ts";
 import { gpuReady } from "./helpers.ts";
+import { dataFolder } from "./cli_helpers.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const CLI = join(ROOT, "src/cli/synth.ts");
@@ -81,28 +82,6 @@ async function killWhen(args: string[], file: string): Promise<void> {
   await output;
 }
 
-/** An IDX file of unsigned bytes. */
-function idx(magic: number, dims: number[], data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(4 + 4 * dims.length + data.length);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, magic, false);
-  dims.forEach((d, i) => v.setUint32(4 + 4 * i, d, false));
-  out.set(data, 4 + 4 * dims.length);
-  return out;
-}
-
-/** A data folder of `n` images per split, every pixel `pixel`. */
-async function dataFolder(dir: string, n: number, pixel: number): Promise<string> {
-  await Deno.mkdir(dir, { recursive: true });
-  const images = idx(0x803, [n, 28, 28], new Uint8Array(n * 28 * 28).fill(pixel));
-  const labels = idx(0x801, [n], Uint8Array.from({ length: n }, (_, i) => i % 10));
-  for (const split of ["train", "t10k"]) {
-    await Deno.writeFile(join(dir, `${split}-images-idx3-ubyte`), images);
-    await Deno.writeFile(join(dir, `${split}-labels-idx1-ubyte`), labels);
-  }
-  return dir;
-}
-
 const readJson = async (p: string) => JSON.parse(await Deno.readTextFile(p));
 
 const tmp = await Deno.makeTempDir({ prefix: "dfkd-cli-reliability-" });
@@ -140,7 +119,7 @@ Deno.test("setup: a teacher and a tiny data folder", async () => {
   const m = buildModel("lenet5", 3);
   await saveModel(teacher, m, { dataset: "fashion-mnist" });
   m.dispose();
-  await dataFolder(data, 5, 90);
+  await dataFolder(data, {}, 5, 90);
 });
 
 Deno.test("--resume without --data measures accuracy on the run's own test set", async () => {
@@ -160,7 +139,7 @@ Deno.test("--resume without --data measures accuracy on the run's own test set",
 
 Deno.test("--resume whose recorded test set is gone says to pass --data; --data works", async () => {
   const dir = join(tmp, "resume-data-gone");
-  const gone = await dataFolder(join(tmp, "data-gone"), 5, 90);
+  const gone = await dataFolder(join(tmp, "data-gone"), {}, 5, 90);
   await killWhen(
     ["--teacher", teacher, "--data", gone, "--out", dir, ...SLOW],
     join(dir, "run.json"),
@@ -278,7 +257,7 @@ Deno.test("empty paths are refused: --out, --resume, --teacher, --data", async (
 });
 
 Deno.test("a test set of the other dataset and a teacher far below its record are warned", async () => {
-  const mnistLike = await dataFolder(join(tmp, "mnist-like"), 200, 20); // mean pixel 0.08
+  const mnistLike = await dataFolder(join(tmp, "mnist-like"), {}, 200, 20); // mean pixel 0.08
   const recorded = join(tmp, "recorded.safetensors");
   const m = buildModel("lenet5", 4);
   await saveModel(recorded, m, { dataset: "fashion-mnist", test_accuracy: "0.9000" });

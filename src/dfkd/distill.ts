@@ -21,7 +21,7 @@ import { gatherBatch } from "../nn/train.ts";
 import { Rng } from "../random.ts";
 import { Tensor, tidy } from "../tensor.ts";
 import { NumericalError } from "./synthesis.ts";
-import type { AdversarialSettings } from "./settings.ts";
+import type { AdversarialSettings, DistillationSettings } from "./settings.ts";
 import type { TrainingState } from "../nn/checkpoint.ts";
 
 /**
@@ -35,25 +35,15 @@ import type { TrainingState } from "../nn/checkpoint.ts";
  */
 export type AdversarialOptions = AdversarialSettings;
 
-/** Settings of the distillation loop. */
-export interface DistillOptions {
-  epochs: number;
-  batchSize: number;
-  /** Peak Adam learning rate, cosine-decayed to 1% over all epochs. */
-  lr: number;
-  /** KD temperature τ. */
-  tau: number;
-  /** Random ±2-pixel shifts of each batch before the teacher relabels it. */
-  shift: boolean;
-  /** Random horizontal flips of each batch. */
-  flip: boolean;
-  /** Mixup of each batch (see {@link mixBatch}) before the teacher relabels it. */
-  mixup: boolean;
+/** Settings of the distillation loop: the stage's settings (the student aside), seed, log rate. */
+export type DistillOptions = Omit<DistillationSettings, "student" | "adversarial"> & {
   /** Adversarial exploration (off when absent or `steps` is 0). */
   adversarial?: AdversarialOptions;
+  /** Seed of the shuffling and augmentation. */
   seed: number;
+  /** Read the loss back every this many steps. */
   logEvery: number;
-}
+};
 
 /** Progress of distillation, reported every `logEvery` steps and at the end of each epoch. */
 export interface DistillProgress {
