@@ -25,8 +25,8 @@ const onBatch = (p: dfkd.SynthesisProgress) =>
   p.done && console.error(`synthesis: ${p.samplesDone}/${p.samples} images`);
 const onStep = (p: dfkd.DistillProgress) =>
   console.error(`distillation: step ${p.step}/${p.steps}, loss ${p.loss}`);
-console.error(`adapter: ${(await dfkd.initGpu()).description}`);
 
+console.error(`adapter: ${(await dfkd.initGpu()).description}`); // once, before any model
 const { model: teacher } = await dfkd.loadModel(file); // any LeNet-5 checkpoint
 const set = await dfkd.synthesizeTransferSet(teacher, { samples, iterations, onProgress: onBatch });
 const { student, finalLoss } = await dfkd.distill(teacher, set, { epochs, onProgress: onStep });

@@ -158,7 +158,7 @@ function runFileConfig(run: RunFile, dir: string): DfkdConfig {
     if (!(e instanceof SettingError)) throw e;
     const flag = SETTINGS.find((s) => s.key === e.key)?.flag;
     throw new RunFolderError(
-      `${path}: "${e.key}"${flag ? ` (--${flag})` : ""}: ${e.message}; ${fix}`,
+      `${path}: ${flag ? e.message : `"${e.key}": ${e.message}`}; ${fix}`,
     );
   }
 }

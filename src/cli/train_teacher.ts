@@ -86,6 +86,11 @@ export const FLAGS: Record<string, FlagSpec> = {
     defaultText: "runs/teacher-<dataset>.safetensors",
     help: "Checkpoint path.",
   },
+  force: {
+    type: "boolean",
+    default: false,
+    help: "Overwrite an existing checkpoint at --out.",
+  },
 };
 
 /** Runs `deno task train-teacher` with `args`; returns the exit code. */
@@ -101,6 +106,8 @@ export async function main(args: string[]): Promise<number> {
   const inputNoise = (f["input-noise"] as number | undefined) ?? TEACHER_INPUT_NOISE[dataset];
   const dir = findDataDir(dataset, f.data as string | undefined);
   if (!dir) throw dataNotFound(dataset, f.data as string | undefined);
+  const out = (f.out as string | undefined) ?? `runs/teacher-${dataset}.safetensors`;
+  await checkWritableOutput(out, f.force as boolean);
   const ctx = await initGpuForCli();
   console.error(`adapter: ${ctx.description}; data: ${dir}`);
   const train = await loadSplit(dir, "train");
@@ -123,14 +130,6 @@ export async function main(args: string[]): Promise<number> {
   });
   (bar as Progress | null)?.stop();
   const acc = await evaluate(model, test);
-  const out = (f.out as string | undefined) ?? `runs/teacher-${dataset}.safetensors`;
-  try {
-    await Deno.mkdir(dirname(out), { recursive: true });
-  } catch (e) {
-    throw new UsageError(
-      `--out ${out}: cannot create its folder (${(e as Error).message}); choose a writable path`,
-    );
-  }
   await saveModel(out, model, {
     dataset,
     epochs: f.epochs as number,
@@ -152,6 +151,36 @@ export async function main(args: string[]): Promise<number> {
   console.log(`test accuracy: ${(acc * 100).toFixed(2)}% on ${test.count} images`);
   console.log(`saved: ${out}`);
   return 0;
+}
+
+/**
+ * Checks, before any training, that `out` can be written: not a folder, not an existing file
+ * unless `force`, and its folder creatable and writable.
+ *
+ * @throws {UsageError} naming the path and what to do.
+ */
+async function checkWritableOutput(out: string, force: boolean): Promise<void> {
+  const stat = await Deno.stat(out).catch(() => null);
+  if (stat?.isDirectory) {
+    throw new UsageError(
+      `--out ${out} is a folder; give a file name such as ${out}/teacher.safetensors`,
+    );
+  }
+  if (stat && !force) {
+    throw new UsageError(
+      `--out ${out} exists; pass --force to overwrite it, or choose another --out`,
+    );
+  }
+  const probe = `${out}.${Deno.pid}.probe.tmp`;
+  try {
+    await Deno.mkdir(dirname(out), { recursive: true });
+    await Deno.writeFile(probe, new Uint8Array(0));
+    await Deno.remove(probe);
+  } catch (e) {
+    throw new UsageError(
+      `--out ${out}: cannot write there (${(e as Error).message}); choose a writable path`,
+    );
+  }
 }
 
 if (import.meta.main) runMain(main);

@@ -186,7 +186,7 @@ export async function lockRunFolder(dir: string): Promise<() => Promise<void>> {
         released = true;
       };
     } catch (e) {
-      if (!(e instanceof Deno.errors.AlreadyExists)) throw asWriteError(e, path);
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw unwritable(e, dir);
     }
     let owner: { pid?: unknown; hostname?: unknown; started?: unknown } = {};
     try {
@@ -205,6 +205,16 @@ export async function lockRunFolder(dir: string): Promise<() => Promise<void>> {
     await Deno.remove(path).catch(() => {}); // stale: its process is gone
   }
   throw new RunFolderError(`${path}: cannot take the lock of ${dir}; delete ${path} and retry`);
+}
+
+/** A failed write in `dir` as a {@link RunFolderError} when the folder is read-only. */
+function unwritable(e: unknown, dir: string): unknown {
+  const readOnly = e instanceof Deno.errors.PermissionDenied ||
+    (e instanceof Error && /\(os error (13|30)\)/.test(e.message));
+  if (!readOnly) return asWriteError(e, `${dir}/${LOCK_FILE}`);
+  return new RunFolderError(
+    `${dir} cannot be written (${(e as Error).message}); choose a writable output folder`,
+  );
 }
 
 /** The image and soft-target shapes of a run, for checking what is read back. */
