@@ -376,6 +376,24 @@ Deno.test("a lock left by a killed process does not block --resume", async () =>
   assert.ok(await exists(join(dir, "metrics.json")));
 });
 
+Deno.test("train-teacher checks its --out before training: a folder, an existing file", async () => {
+  const cmd = (args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", join(ROOT, "src/cli/train_teacher.ts"), "--data", data, ...args],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output().then(result);
+  const folder = await Deno.makeTempDir({ dir: tmp });
+  assertUserError(await cmd(["--out", folder, "--epochs", "1"]), folder, "is a folder");
+  const file = join(tmp, "existing.safetensors");
+  await Deno.writeTextFile(file, "keep me");
+  const r = await cmd(["--out", file, "--epochs", "1"]);
+  assertUserError(r, file, "exists", "--force");
+  assert.doesNotMatch(r.stderr, /adapter:/, "refused before the GPU and the training");
+  assert.equal(await Deno.readTextFile(file), "keep me");
+});
+
 Deno.test("cleanup", async () => {
   await Deno.remove(tmp, { recursive: true });
 });
