@@ -299,6 +299,22 @@ export function decodeSafetensors(
   const fail = (what: string): never => {
     throw new CheckpointError(`${name}: ${what}`);
   };
+  const { header, headerLen } = readHeader(bytes, fail);
+  const dataStart = 8 + headerLen;
+  const dataLen = bytes.length - dataStart;
+  const { metadata, infos } = headerEntries(header, dataLen, fail);
+  checkTiling(infos, dataLen, fail);
+  return { tensors: tensorData(bytes, dataStart, infos), metadata };
+}
+
+/**
+ * The header of a safetensors file: its length, then a JSON object without duplicate names.
+ * Other formats are diagnosed by their magic numbers once the bytes fail as safetensors.
+ */
+function readHeader(
+  bytes: Uint8Array,
+  fail: (what: string) => never,
+): { header: Record<string, unknown>; headerLen: number } {
   if (bytes.length === 0) fail("file is empty (an interrupted save?); use another checkpoint");
   if (bytes.length < 8) {
     fail(`truncated: ${bytes.length} bytes, too short for the 8-byte header length`);
@@ -340,12 +356,16 @@ export function decodeSafetensors(
         `written by a faulty tool or edited by hand`,
     );
   }
-  const dataStart = 8 + headerLen;
-  const dataLen = bytes.length - dataStart;
-  const { metadata, infos } = headerEntries(header as Record<string, unknown>, dataLen, fail);
-  checkTiling(infos, dataLen, fail);
+  return { header: header as Record<string, unknown>, headerLen };
+}
 
-  const tensors = Object.fromEntries(infos.map(({ name: key, shape, begin, end }) => {
+/** Copies of the tensors' data (aligned, little-endian read on any host). */
+function tensorData(
+  bytes: Uint8Array,
+  dataStart: number,
+  infos: TensorInfo[],
+): Record<string, HostTensor> {
+  return Object.fromEntries(infos.map(({ name: key, shape, begin, end }) => {
     const raw = bytes.slice(dataStart + begin, dataStart + end); // aligned copy
     let data: Float32Array;
     if (LITTLE_ENDIAN) data = new Float32Array(raw.buffer);
@@ -356,7 +376,6 @@ export function decodeSafetensors(
     }
     return [key, { shape, data }];
   }));
-  return { tensors, metadata };
 }
 
 /**
