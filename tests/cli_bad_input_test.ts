@@ -60,7 +60,7 @@
  * 48. an infinite weight
  * 49. an unknown architecture in the metadata
  * 50. an unknown dataset in the metadata
- * 51. no architecture in the metadata and no `--arch` (a plain state dict)
+ * 51. no architecture in the metadata, no `--arch`, and shapes that fit no architecture
  * 52. tensor names that fit no mapping (the expected names are listed)
  * 53. a student inside an unfinished run's `partial/` folder
  *
@@ -426,8 +426,13 @@ Deno.test("eval: bad checkpoint files name the file and the problem", async () =
     {
       kind: "51",
       tool: "eval",
-      args: eval_(await checkpoint("plain.safetensors", good.tensors)),
-      needles: ["names no architecture", "--arch"],
+      args: eval_(
+        await checkpoint(
+          "plain.safetensors",
+          Object.fromEntries(Object.entries(good.tensors).filter(([k]) => k !== "fc3.bias")),
+        ),
+      ),
+      needles: ["names no architecture", "fit none of lenet5, lenet5-half", "--arch"],
     },
     {
       kind: "52",
@@ -535,7 +540,7 @@ Deno.test("synth: a teacher with all-zero weights is refused before synthesis", 
   assert.equal(await exists(out), false, "nothing is written");
 });
 
-Deno.test("eval: plain PyTorch state dicts load with --arch; dataset names in usual spellings", async () => {
+Deno.test("eval: plain PyTorch state dicts load with or without --arch; dataset names in usual spellings", async () => {
   await gpuReady;
   const { tensors } = await loadSafetensors(teacher);
   const sequential: Record<string, string> = {
@@ -568,11 +573,15 @@ Deno.test("eval: plain PyTorch state dicts load with --arch; dataset names in us
     run(teacher, "--dataset", "fashion_mnist"),
     run(spelled),
     () => cli("eval", ["--model", teacher, "--data", mnist, "--dataset", "MNIST"]),
+    run(seqPath),
+    run(plainPath),
   ]);
   const ref = accuracy(reference);
   assert.match(ref, /^lenet5 fashion-mnist /);
-  const [seq, mod, plain, fashion, underscore, meta, digits] = rest.map(accuracy);
+  const [seq, mod, plain, fashion, underscore, meta, digits, ...inferred] = rest.map(accuracy);
   for (const got of [seq, mod, plain, fashion, underscore, meta]) assert.equal(got, ref);
+  // no --arch, no --dataset: the architecture from the shapes, the dataset from the test set
+  for (const got of inferred) assert.equal(got, ref);
   assert.equal(digits, ref.replace("fashion-mnist", "mnist"));
 });
 

@@ -6,11 +6,11 @@
 
 import assert from "node:assert/strict";
 import { DEFAULTS, resolveConfig } from "../src/dfkd/settings.ts";
-import { transferSetStats, transferSetWarning } from "../src/dfkd/diagnostics.ts";
+import { judgeAgreement, transferSetStats, transferSetWarning } from "../src/dfkd/diagnostics.ts";
 import { runDfkd } from "../src/dfkd/run.ts";
 import { teacherFeatureModel } from "../src/dfkd/transfer_set.ts";
 import { checkNonZeroWeights } from "../src/nn/checkpoint.ts";
-import { CheckpointError } from "../src/nn/safetensors.ts";
+import { CheckpointError, decodeSafetensors } from "../src/nn/safetensors.ts";
 import { buildModel } from "../src/nn/models.ts";
 import { evaluate, predict } from "../src/nn/train.ts";
 import { gpuReady, randArray } from "./helpers.ts";
@@ -37,11 +37,21 @@ Deno.test("transferSetStats counts classes, agreement and saturated pixels", () 
   assert.throws(() => transferSetStats(new Uint32Array(0), targets, images, 3), RangeError);
 });
 
+Deno.test("judgeAgreement counts the judge's classes that match the soft targets' top-1", () => {
+  // Soft-target argmaxes 0, 1, 2, 2 (the first on ties: row 4 is [0.3, 0.3, 0.4] → 2).
+  const targets = new Float32Array([0.8, 0.1, 0.1, 0.2, 0.5, 0.3, 0.1, 0.1, 0.8, 0.3, 0.3, 0.4]);
+  assert.equal(judgeAgreement(new Uint32Array([0, 1, 2, 2]), targets, 3), 1);
+  assert.equal(judgeAgreement(new Uint32Array([0, 0, 0, 2]), targets, 3), 0.5);
+  assert.equal(judgeAgreement(new Uint32Array([1, 0, 0, 0]), targets, 3), 0);
+  assert.throws(() => judgeAgreement(new Uint32Array([0]), targets, 3), RangeError);
+});
+
 Deno.test("transferSetWarning: silent up to half in one class, else names the class and a cause", () => {
   const stats = (counts: number[], saturated = 0, agreement = 0.9) => ({
     teacher_class_counts: counts,
     target_agreement: agreement,
     saturated_pixels: saturated,
+    judge_agreement: null,
   });
   const cfg = { method: DEFAULTS.synthesis.method, lambdaAct: 0, sigma: 6 };
   assert.equal(transferSetWarning(stats([5, 5, 0]), cfg), null);
@@ -111,12 +121,56 @@ Deno.test("a run whose teacher files every image under one class warns before di
     const stats = out.metrics.transfer_set_stats;
     assert.deepEqual(stats.teacher_class_counts, [0, 0, 0, 0, 0, 0, 0, 0, 12, 0]);
     assert.equal(stats.target_agreement, 1);
+    assert.equal(stats.judge_agreement, null);
     const warning = order.findIndex((t) => t.startsWith("warning:"));
     assert.match(order[warning], /100\.0% of the transfer set in one class \(Bag\)/);
     assert.ok(warning < order.indexOf("distillation"), order.join(" | "));
   } finally {
     teacher.dispose();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a run with a judge reports the share of soft-target classes the judge agrees with", async () => {
+  await gpuReady;
+  const teacher = buildModel("lenet5", 2);
+  const judge = buildModel("lenet5", 9);
+  const dir = await Deno.makeTempDir({ prefix: "dfkd-judge-" });
+  try {
+    const cfg = resolveConfig({
+      overrides: {
+        synthesis: { samples: 40, batchSize: 20, iterations: 3 },
+        distillation: { epochs: 1 },
+      },
+    });
+    const ctx = {
+      teacher,
+      teacherName: "test",
+      dataset: "fashion-mnist",
+      testSet: null,
+      testSetDir: null,
+      adapter: "test",
+    };
+    const out = await runDfkd(cfg, dir, { ...ctx, judge });
+    assert.ok(!out.stopped);
+    const images = await Deno.readFile(`${dir}/transfer-set.safetensors`);
+    assert.ok(images.length > 0);
+    // the expected value, from the judge's own predictions on the saved transfer set
+    const { tensors } = decodeSafetensors(images);
+    const x = tensors.images.data as Float32Array;
+    const t = tensors.soft_targets.data as Float32Array;
+    const expect = judgeAgreement(await predict(judge, x, 40), t, 10);
+    assert.equal(out.metrics.transfer_set_stats.judge_agreement, expect);
+    // the teacher as its own judge agrees exactly as often as the teacher check says
+    await Deno.remove(dir, { recursive: true });
+    const self = await runDfkd(cfg, dir, { ...ctx, judge: teacher });
+    assert.ok(!self.stopped);
+    const s = self.metrics.transfer_set_stats;
+    assert.equal(s.judge_agreement, s.target_agreement);
+  } finally {
+    teacher.dispose();
+    judge.dispose();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
 

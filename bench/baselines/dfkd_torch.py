@@ -6,7 +6,8 @@ faster, on a CPU) before it is measured in the WebGPU pipeline. The tables in
 `bench/results/sweeps.md` marked "PyTorch" come from it.
 
     python3 bench/baselines/dfkd_torch.py teacher --data DIR --out t.safetensors \
-        [--epochs 15 --lr 1e-3 --batch-size 256 --schedule constant --weight-decay 0]
+        [--epochs 15 --lr 1e-3 --batch-size 256 --schedule constant --weight-decay 0 \
+         --init default --shift 0 --seed 0]
     python3 bench/baselines/dfkd_torch.py distill --teacher t.safetensors --data DIR \
         [--sigma 6 --samples 8000 --iterations 50 --epochs 100 --kd-tau 2 --mixup 1 --seed 0]
 
@@ -83,9 +84,18 @@ def accuracy(m, x, y):
         return (forward(m, x).argmax(1) == y).float().mean().item()
 
 
+def he_init(m):
+    """He (Kaiming) normal initialisation of every weight for ReLU, zero biases."""
+    for layer in m.values():
+        nn.init.kaiming_normal_(layer.weight, nonlinearity='relu')
+        nn.init.zeros_(layer.bias)
+
+
 def train_teacher(a):
     x, y = load_split(a.data, 'train')
-    t = lenet(6, 16)  # PyTorch's default (uniform) initialisation
+    t = lenet(6, 16)  # PyTorch's default (uniform) initialisation unless --init he
+    if a.init == 'he':
+        he_init(t)
     opt = torch.optim.AdamW(t.parameters(), a.lr, weight_decay=a.weight_decay) if a.weight_decay \
         else torch.optim.Adam(t.parameters(), a.lr)
     steps, k = a.epochs * (len(x) // a.batch_size), 0
@@ -97,13 +107,17 @@ def train_teacher(a):
                     g['lr'] = cosine(a.lr, k, steps)
             k += 1
             idx = perm[i:i + a.batch_size]
-            loss = F.cross_entropy(forward(t, x[idx]), y[idx])
+            xb = augment(x[idx], False, a.shift) if a.shift else x[idx]
+            loss = F.cross_entropy(forward(t, xb), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
     acc = accuracy(t, *load_split(a.data, 'test'))
     save_safetensors(a.out, {f'{k}': v for k, v in t.state_dict().items()},
-                     dict(arch='lenet5', test_accuracy=f'{acc:.4f}'))
+                     dict(arch='lenet5', test_accuracy=f'{acc:.4f}',
+                          dataset='fashion-mnist' if 'fashion' in a.data.lower() else 'mnist',
+                          recipe=f'epochs={a.epochs} lr={a.lr} schedule={a.schedule} '
+                                 f'init={a.init} shift={a.shift} seed={a.seed}'))
     print(f'teacher test accuracy {acc:.4f}, saved {a.out}')
 
 
@@ -185,6 +199,8 @@ def main():
     te.add_argument('--batch-size', type=int, default=256)
     te.add_argument('--schedule', choices=['constant', 'cosine'], default='constant')
     te.add_argument('--weight-decay', type=float, default=0)
+    te.add_argument('--init', choices=['default', 'he'], default='default')
+    te.add_argument('--shift', type=int, default=0, help='random ±N-pixel shifts of each batch')
     di = sub.add_parser('distill')
     di.add_argument('--teacher', required=True)
     di.add_argument('--data', required=True)

@@ -21,6 +21,7 @@ import {
   kdLoss as kdLossOp,
   klDivLoss as klDivOp,
   type LossResult,
+  totalVariation as totalVariationOp,
 } from "../ops/loss.ts";
 import { scaleByScalar } from "../ops/optim.ts";
 import { matmul } from "../ops/matmul.ts";
@@ -168,4 +169,12 @@ export function crossEntropyLoss(z: Tensor, labels: Tensor): Tensor {
  */
 export function activationLoss(a: Tensor, norm: ActivationNorm): Tensor {
   return lossNode(activationLossOp(a, norm), a);
+}
+
+/**
+ * Total-variation image prior (Mahendran & Vedaldi, 2015): the batch mean of each image's mean
+ * absolute difference between vertical and horizontal neighbours. x: [N, C, H, W] → [1].
+ */
+export function totalVariation(x: Tensor): Tensor {
+  return lossNode(totalVariationOp(x), x);
 }

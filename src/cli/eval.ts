@@ -17,26 +17,27 @@ import {
   loadSplit,
   parseDatasetName,
 } from "../data/datasets.ts";
-import { modelFromSafetensors } from "../nn/checkpoint.ts";
+import { architectureOf, modelFromSafetensors } from "../nn/checkpoint.ts";
 import { type Architecture, ARCHITECTURES } from "../nn/models.ts";
 import { CheckpointError, loadSafetensors } from "../nn/safetensors.ts";
 import { evaluate } from "../nn/train.ts";
 import { type FlagSpec, helpText, parseFlags, UsageError } from "./flags.ts";
-import { dataNotFound, initGpuForCli, runMain } from "./main.ts";
+import { dataNotFound, datasetOfTestSet, initGpuForCli, runMain } from "./main.ts";
 
 /** Every flag of `deno task eval`. */
 export const FLAGS: Record<string, FlagSpec> = {
   model: { type: "string", help: "Checkpoint (.safetensors) to evaluate. Required." },
   arch: {
     type: "string",
-    defaultText: "the checkpoint's metadata",
+    defaultText: "the checkpoint's metadata, else the one its tensor shapes fit",
     choices: ARCHITECTURES,
-    help: "Architecture of the checkpoint; needed for a plain PyTorch state_dict, and wins over " +
-      "the metadata.",
+    help: "Architecture of the checkpoint, when its metadata names none and its tensor shapes do " +
+      "not tell; wins over the metadata.",
   },
   dataset: {
     type: "string",
-    defaultText: "the checkpoint's metadata, else fashion-mnist",
+    defaultText: "the checkpoint's metadata, else what the --data test set looks like, else " +
+      "fashion-mnist",
     help: `Dataset: ${DATASET_NAMES.join(" or ")} (also written fmnist, FashionMNIST, ` +
       "fashion_mnist, MNIST).",
   },
@@ -94,10 +95,11 @@ export async function main(args: string[]): Promise<number> {
   await initGpuForCli();
   const contents = await loadSafetensors(path);
   const arch = f.arch as Architecture | undefined;
-  if (!arch && contents.metadata.arch === undefined) {
+  if (!arch && contents.metadata.arch === undefined && !architectureOf(contents.tensors)) {
     throw new CheckpointError(
       `${path}: the checkpoint names no architecture (no "arch" in its __metadata__, as in a ` +
-        `plain PyTorch state_dict); pass --arch (${ARCHITECTURES.join(" or ")})`,
+        `plain PyTorch state_dict) and its tensor shapes fit none of ` +
+        `${ARCHITECTURES.join(", ")}; pass --arch (${ARCHITECTURES.join(" or ")})`,
     );
   }
   if (!dataset && contents.metadata.dataset !== undefined) {
@@ -109,6 +111,7 @@ export async function main(args: string[]): Promise<number> {
       );
     }
   }
+  dataset ??= await datasetOfTestSet(f.data as string | undefined) ?? undefined;
   dataset ??= "fashion-mnist";
   const { model } = modelFromSafetensors(contents, path, { arch, requireFinite: true });
   try {

@@ -14,7 +14,13 @@ import { fileURLToPath } from "node:url";
 import { type GpuContext, NoAdapterError } from "../gpu/device.ts";
 import { initGpu } from "../gpu/runtime.ts";
 import { isDfkdFault } from "../errors.ts";
-import { dataDirCandidates, type DatasetName } from "../data/datasets.ts";
+import {
+  dataDirCandidates,
+  type DatasetName,
+  findDataDir,
+  guessDataset,
+  loadSplit,
+} from "../data/datasets.ts";
 import { UsageError } from "./flags.ts";
 
 /** Errors the user can fix; printed as one line with exit code 2. */
@@ -106,4 +112,23 @@ export async function runMain(
     code = user ? 2 : 1;
   }
   Deno.exit(code);
+}
+
+/**
+ * For a checkpoint that names no dataset (a plain PyTorch state_dict): the dataset the `--data`
+ * test set looks like (its mean pixel value), said on stderr; null without `--data` or when it
+ * holds no test set.
+ */
+export async function datasetOfTestSet(data: string | undefined): Promise<DatasetName | null> {
+  if (data === undefined) return null;
+  const dir = findDataDir("fashion-mnist", data) ?? findDataDir("mnist", data);
+  if (!dir) return null;
+  const looks = guessDataset(await loadSplit(dir, "test"));
+  if (looks) {
+    console.error(
+      `the checkpoint names no dataset; the test set in ${dir} looks like ${looks}, ` +
+        `so it is read as a ${looks} classifier (pass --dataset to choose)`,
+    );
+  }
+  return looks;
 }

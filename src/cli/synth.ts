@@ -52,7 +52,8 @@ import { checkNonZeroWeights, type LoadedModel, modelFromSafetensors } from "../
 import { type Architecture, buildModel } from "../nn/models.ts";
 import { loadSafetensors } from "../nn/safetensors.ts";
 import { helpText, type ParsedFlags, parseFlags, UsageError } from "./flags.ts";
-import { dataNotFound, initGpuForCli, runMain } from "./main.ts";
+import { openJudge } from "./judge.ts";
+import { dataNotFound, datasetOfTestSet, initGpuForCli, runMain } from "./main.ts";
 import { type Progress, progressBar } from "./progress.ts";
 import { asCliError, FLAGS, flagValue, inFlagTerms, overridesFromFlags } from "./synth_flags.ts";
 
@@ -114,14 +115,14 @@ function realOrResolved(path: string): string {
  *
  * @throws {UsageError} naming the input and the output it collides with.
  */
-function checkOutputsSpareInputs(outDir: string, teacherPath: string): void {
-  const teacher = realOrResolved(teacherPath);
+function checkOutputsSpareInputs(outDir: string, inputPath: string, input = "teacher"): void {
+  const teacher = realOrResolved(inputPath);
   for (const entry of [...RUN_ENTRIES, LOCK_FILE]) {
     const out = realOrResolved(join(outDir, entry));
     if (teacher === out || teacher.startsWith(out + "/")) {
       throw new UsageError(
-        `--teacher ${teacherPath} is the output folder's ${entry}: this run would overwrite it; ` +
-          `copy the teacher out of ${outDir} first, or choose another --out`,
+        `--${input} ${inputPath} is the output folder's ${entry}: this run would overwrite it; ` +
+          `copy the ${input} out of ${outDir} first, or choose another --out`,
       );
     }
   }
@@ -287,7 +288,7 @@ function applyResumeChanges(f: ParsedFlags, cfg: DfkdConfig, outDir: string): st
 
 /**
  * The teacher's dataset: the run file's on resume, else `--dataset`, else the checkpoint's
- * metadata (any usual spelling), else Fashion-MNIST.
+ * metadata (any usual spelling), else null (unknown).
  *
  * @throws {UsageError} for an unknown `--dataset`.
  * @throws {CheckpointError} for an unknown dataset in the metadata.
@@ -296,7 +297,7 @@ function teacherDataset(
   f: ParsedFlags,
   plan: RunPlan,
   metadata: Record<string, string>,
-): DatasetName {
+): DatasetName | null {
   if (plan.run) return parseDatasetName(plan.run.dataset)!;
   if (f.dataset !== undefined) {
     const d = parseDatasetName(f.dataset as string);
@@ -308,7 +309,7 @@ function teacherDataset(
     }
     return d;
   }
-  if (metadata.dataset === undefined) return "fashion-mnist";
+  if (metadata.dataset === undefined) return null;
   const d = parseDatasetName(metadata.dataset);
   if (!d) {
     throw new CheckpointError(
@@ -379,6 +380,10 @@ export async function main(args: string[]): Promise<number> {
   // 2. The GPU and the teacher.
   const gpu = await initGpuForCli();
   const t = await openTeacher(f, plan);
+  if (f.judge !== undefined) {
+    checkOutputsSpareInputs(plan.outDir, f.judge as string, "judge");
+    t.judge = await openJudge(f.judge as string, t.teacher);
+  }
   // 3. The configuration: defaults, dataset rule, preset, explicit flags (or the resumed run's).
   const cfg = plan.cfg ?? resolveConfig({
     preset: f.preset as Preset,
@@ -398,6 +403,8 @@ interface OpenedTeacher {
   metadata: Record<string, string>;
   sha: string;
   dataset: DatasetName;
+  /** The model of `--judge`, when given. */
+  judge?: Sequential;
 }
 
 /** Loads the teacher; on resume, checks it is the file the run was started with. */
@@ -406,7 +413,7 @@ async function openTeacher(f: ParsedFlags, plan: RunPlan): Promise<OpenedTeacher
   const hint = run
     ? `restore the teacher the run in ${outDir} was started with (run.json), or start a new run`
     : "pass --teacher a LeNet-5 checkpoint in safetensors format (make one with " +
-      "`deno task train-teacher`; a PyTorch state_dict also needs --arch)";
+      "`deno task train-teacher`; a PyTorch state_dict of another shape needs --arch)";
   const arch = run ? undefined : f.arch as Architecture | undefined;
   const { model: teacher, metadata } = await loadTeacher(teacherPath, arch, hint);
   const sha = await fileSha256(teacherPath);
@@ -416,7 +423,10 @@ async function openTeacher(f: ParsedFlags, plan: RunPlan): Promise<OpenedTeacher
         `(SHA-256 differs); restore it, or start a new run`,
     );
   }
-  return { teacher, metadata, sha, dataset: teacherDataset(f, plan, metadata) };
+  const dataset = teacherDataset(f, plan, metadata) ??
+    await datasetOfTestSet(f.data as string | undefined) ??
+    "fashion-mnist";
+  return { teacher, metadata, sha, dataset };
 }
 
 /**
@@ -456,6 +466,7 @@ async function runInFolder(
     announce(plan, t, test, adapter);
     const outcome = await runWithSignals(cfg, outDir, {
       teacher: t.teacher,
+      judge: t.judge,
       teacherName: teacherPath,
       dataset: t.dataset,
       testSet: test.testSet,
@@ -650,9 +661,11 @@ function printSummary(m: RunMetrics, cfg: DfkdConfig, teacher: Sequential, outDi
 function transferSetCheck(s: TransferSetStats): string {
   const n = s.teacher_class_counts.reduce((a, b) => a + b, 0);
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
-  return `teacher agrees with ${pct(s.target_agreement)} of soft targets; largest class ${
-    pct(Math.max(...s.teacher_class_counts) / n)
-  }; ${pct(s.saturated_pixels)} of pixels at 0 or 1`;
+  const judge = s.judge_agreement === null ? "" : `, the judge with ${pct(s.judge_agreement)}`;
+  return `teacher agrees with ${pct(s.target_agreement)} of soft targets${judge}; largest ` +
+    `class ${pct(Math.max(...s.teacher_class_counts) / n)}; ${
+      pct(s.saturated_pixels)
+    } of pixels at 0 or 1`;
 }
 
 if (import.meta.main) runMain(main, asCliError);

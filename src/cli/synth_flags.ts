@@ -29,14 +29,16 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
   },
   arch: {
     type: "string",
-    defaultText: "the checkpoint's metadata",
+    defaultText: "the checkpoint's metadata, else the one its tensor shapes fit",
     choices: ARCHITECTURES,
-    help: "Architecture of the teacher, for a checkpoint whose metadata names none (a plain " +
-      "PyTorch state_dict: its module names, e.g. features.0 / classifier.4, are mapped in order).",
+    help: "Architecture of the teacher, for a checkpoint whose metadata names none and whose " +
+      "tensor shapes do not tell (PyTorch module names, e.g. features.0 / classifier.4, are " +
+      "mapped in order).",
   },
   dataset: {
     type: "string",
-    defaultText: "the checkpoint's metadata, else fashion-mnist",
+    defaultText: "the checkpoint's metadata, else what the --data test set looks like, else " +
+      "fashion-mnist",
     help: "Dataset the teacher was trained on: fashion-mnist or mnist (usual spellings such as " +
       "fmnist, FashionMNIST, MNIST are accepted).",
   },
@@ -45,6 +47,12 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
     defaultText: "searched: $DFKD_DATA_DIR[/<dataset>], /usr/share/datasets/<dataset>, " +
       "~/.cache/dfkd/<dataset>, ./data/<dataset>",
     help: "Folder with the real test set's IDX files, for accuracy only.",
+  },
+  judge: {
+    type: "string",
+    defaultText: "none",
+    help: "An independent classifier of the same dataset (e.g. another teacher): the run " +
+      "reports how many of the transfer set's soft-target classes it agrees with.",
   },
   out: { type: "string", default: "runs/<date-time>", help: "Output folder." },
   resume: {

@@ -17,6 +17,11 @@ export interface TransferSetStats {
   target_agreement: number;
   /** Share of pixels at exactly 0 or 1 (where synthesis clamps them), in [0, 1]. */
   saturated_pixels: number;
+  /**
+   * Share of images whose top-1 class by an independent model (the judge, which took no part in
+   * the synthesis) equals their soft target's top-1, in [0, 1]; null when no judge was given.
+   */
+  judge_agreement: number | null;
 }
 
 /** The class of soft target `i` in `[n, classes]` targets: its argmax, the first on ties. */
@@ -68,7 +73,35 @@ export function transferSetStats(
     teacher_class_counts: counts,
     target_agreement: agree / n,
     saturated_pixels: saturated / images.length,
+    judge_agreement: null,
   };
+}
+
+/**
+ * Share of the transfer set whose soft-target class an independent model (the judge) also
+ * predicts: how far the images carry their class beyond the teacher that made them (images that
+ * only fool their own teacher score near chance).
+ *
+ * @param judgeClasses `[n]` the judge's top-1 class of each image.
+ * @param targets `[n, classes]` soft targets.
+ * @returns the agreement in [0, 1].
+ * @throws {RangeError} when the sizes disagree.
+ */
+export function judgeAgreement(
+  judgeClasses: Uint32Array,
+  targets: Float32Array,
+  classes: number,
+): number {
+  const n = judgeClasses.length;
+  if (n === 0 || targets.length !== n * classes) {
+    throw new RangeError(
+      `judgeAgreement: ${n} predictions need ${n * classes} soft-target values, got ` +
+        `${targets.length}`,
+    );
+  }
+  let agree = 0;
+  for (let i = 0; i < n; i++) if (targetClass(targets, i, classes) === judgeClasses[i]) agree++;
+  return agree / n;
 }
 
 /**

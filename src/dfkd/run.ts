@@ -17,7 +17,12 @@ import { saveModel } from "../nn/checkpoint.ts";
 import type { Sequential } from "../nn/layers.ts";
 import { buildModel } from "../nn/models.ts";
 import { evaluate, type LabelledImages, predict } from "../nn/train.ts";
-import { type TransferSetStats, transferSetStats, transferSetWarning } from "./diagnostics.ts";
+import {
+  judgeAgreement,
+  type TransferSetStats,
+  transferSetStats,
+  transferSetWarning,
+} from "./diagnostics.ts";
 
 export type { TransferSetStats };
 import { distillationStage, synthesisStage } from "./pipeline.ts";
@@ -97,6 +102,11 @@ export interface RunContext {
   teacherName: string;
   /** The teacher's dataset (for class names and the report). */
   dataset: string;
+  /**
+   * An independent model of the teacher's dataset (same input shape and classes) that judges the
+   * transfer set: the share of soft-target classes it agrees with is reported. Optional.
+   */
+  judge?: Sequential;
   /** The real test set, or null when none was found (accuracy is then not measured). */
   testSet: LabelledImages | null;
   /** Folder of the test set, for the report. */
@@ -237,6 +247,10 @@ async function checkTransferSet(
   const { classes } = shapesOf(ctx.teacher);
   const predicted = await predict(ctx.teacher, transfer.images, n);
   const stats = transferSetStats(predicted, transfer.targets, transfer.images, classes);
+  if (ctx.judge) {
+    const judged = await predict(ctx.judge, transfer.images, n);
+    stats.judge_agreement = judgeAgreement(judged, transfer.targets, classes);
+  }
   const names = (CLASS_NAMES as Record<string, readonly string[]>)[ctx.dataset];
   const warning = transferSetWarning(stats, cfg.synthesis, names);
   if (warning) ctx.onEvent?.({ phase: "message", text: warning });

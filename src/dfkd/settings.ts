@@ -33,6 +33,8 @@ export interface SynthesisSettings {
   lambdaAct: number;
   /** Normalisation of the activation loss. */
   actNorm: ActivationNorm;
+  /** λ_tv, weight of the total-variation prior on the images (0 = off). */
+  lambdaTv: number;
   /** Transfer-set size N. */
   samples: number;
   /** Adam iterations per synthesis batch. */
@@ -192,6 +194,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: "element-mean",
     choices: ["sample-l1", "element-mean"],
     help: "Activation-loss normalisation: the paper's per-sample L1, or the mean over elements.",
+    resumable: true,
+  }),
+  synthesis({
+    key: "synthesis.lambdaTv",
+    flag: "lambda-tv",
+    type: "number",
+    default: 0,
+    min: 0,
+    help: "λ_tv, weight of the total-variation image prior in synthesis (0 = off).",
     resumable: true,
   }),
   synthesis({
@@ -504,6 +515,7 @@ export function presetOverrides(preset: Preset, dataset: string): ConfigOverride
           tau: 20,
           lambdaAct: 0.05,
           actNorm: "sample-l1",
+          lambdaTv: 0,
           samples: dataset === "mnist" ? 24000 : 48000,
           iterations: 1500,
           batchSize: 100,

@@ -1,7 +1,7 @@
 /**
  * Transfer-set synthesis (Wang, AAAI 2021, §3, step 3): noise images `x̂` are optimised with Adam
  * through the frozen teacher to minimise
- * `(1/n) Σ_i KL(y_soft_i ‖ softmax(teacher(x̂_i)/τ)) + λ_a · L_a(conv1(x̂))`,
+ * `(1/n) Σ_i KL(y_soft_i ‖ softmax(teacher(x̂_i)/τ)) + λ_a · L_a(conv1(x̂)) + λ_tv · TV(x̂)`,
  * pixels clamped to [0, 1] after every step.
  *
  * Each iteration is queued GPU work (forward, backward to the pixels only, Adam+clamp): nothing is
@@ -10,7 +10,14 @@
  * @module
  */
 
-import { activationLoss, add, conv2d, klDivLoss, shift2d } from "../autograd/functions.ts";
+import {
+  activationLoss,
+  add,
+  conv2d,
+  klDivLoss,
+  shift2d,
+  totalVariation,
+} from "../autograd/functions.ts";
 import { noGrad, Tape } from "../autograd/tape.ts";
 import type { Sequential } from "../nn/layers.ts";
 import type { ActivationNorm } from "../ops/loss.ts";
@@ -33,6 +40,12 @@ export interface SynthesisOptions {
   lambdaAct: number;
   /** Normalisation of L_a: the paper's per-sample L1 sum, or the mean over elements. */
   actNorm: ActivationNorm;
+  /**
+   * λ_tv, weight of the total-variation prior on the images (Mahendran & Vedaldi, 2015;
+   * DeepInversion): the batch mean of each image's mean absolute neighbour difference, taken on
+   * the image before jitter and flips (0 or absent disables it).
+   */
+  lambdaTv?: number;
   /** Read the loss back every this many iterations (and at the last). */
   logEvery: number;
   /**
@@ -68,7 +81,7 @@ export function gaussianKernel(s: number): { data: Float32Array; size: number } 
 /** A logged synthesis loss. */
 export interface SynthesisLog {
   iteration: number;
-  /** Total loss `KL + λ_a L_a`. */
+  /** Total loss `KL + λ_a L_a + λ_tv TV`. */
   loss: number;
 }
 
@@ -102,6 +115,7 @@ export async function synthesizeBatch(
   const v = Tensor.zeros(shape);
   const capture = opts.lambdaAct > 0 ? ["conv1"] : [];
   const jitter = opts.jitter ?? 0;
+  const lambdaTv = opts.lambdaTv ?? 0;
   const smooth = opts.smooth ?? 0;
   const kernel = smooth > 0 ? gaussianKernel(smooth) : null;
   const g = kernel ? Tensor.from(kernel.data, [1, 1, kernel.size, kernel.size]) : null;
@@ -121,9 +135,13 @@ export async function synthesizeBatch(
           const xi = image(x);
           const input = dy !== 0 || dx !== 0 || flip ? shift2d(xi, dy, dx, flip) : xi;
           const { y, captured } = teacher.run(input, { capture });
-          const kl = klDivLoss(targets, y, opts.tau);
-          if (opts.lambdaAct <= 0) return kl;
-          return add(kl, activationLoss(captured.get("conv1")!, opts.actNorm), 1, opts.lambdaAct);
+          let loss = klDivLoss(targets, y, opts.tau);
+          if (opts.lambdaAct > 0) {
+            const act = activationLoss(captured.get("conv1")!, opts.actNorm);
+            loss = add(loss, act, 1, opts.lambdaAct);
+          }
+          if (lambdaTv > 0) loss = add(loss, totalVariation(xi), 1, lambdaTv);
+          return loss;
         });
         const g = tape.backward(loss, [x]).get(x)!;
         adamStep(x, g, m, v, it, { lr: opts.lr, clampMin: 0, clampMax: 1 });

@@ -226,11 +226,14 @@ export function modelFromSafetensors(
 ): LoadedModel {
   const { tensors, metadata } = contents;
   if (opts.requireFinite) checkFinite(contents, source);
-  const arch = (opts.arch ?? metadata.arch) as Architecture | undefined;
+  const arch = (opts.arch ?? metadata.arch ?? architectureOf(tensors)) as
+    | Architecture
+    | undefined;
   if (!arch) {
     throw new CheckpointError(
       `${source}: the checkpoint names no architecture (no "arch" in its __metadata__, as in a ` +
-        `plain PyTorch state_dict); name it (one of ${ARCHITECTURES.join(", ")})`,
+        `plain PyTorch state_dict) and its tensor shapes fit none of ` +
+        `${ARCHITECTURES.join(", ")}; name one`,
     );
   }
   if (!ARCHITECTURES.includes(arch)) {
@@ -269,6 +272,23 @@ export function modelFromSafetensors(
     throw e;
   }
   return { model, metadata };
+}
+
+/**
+ * The one architecture whose parameters the tensors fit (names mapped as {@link mapParameterNames}
+ * describes, every shape equal), or null when none or several do: how a plain PyTorch state_dict,
+ * which names no architecture, is read.
+ */
+export function architectureOf(tensors: SafetensorsContents["tensors"]): Architecture | null {
+  const fits = ARCHITECTURES.filter((arch) => {
+    const model = buildModel(arch);
+    try {
+      return mapParameterNames(tensors, model) !== null; // every pairing is shape-checked
+    } finally {
+      model.dispose();
+    }
+  });
+  return fits.length === 1 ? fits[0] : null;
 }
 
 /**

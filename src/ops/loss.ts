@@ -12,6 +12,7 @@
 import lossSrc from "../../kernels/loss.wgsl" with { type: "text" };
 import ceSrc from "../../kernels/loss_ce.wgsl" with { type: "text" };
 import reduceSrc from "../../kernels/loss_reduce.wgsl" with { type: "text" };
+import tvSrc from "../../kernels/loss_tv.wgsl" with { type: "text" };
 import { dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 import {
@@ -45,6 +46,18 @@ const CROSS_ENTROPY = {
   code: ceSrc,
   entryPoint: "cross_entropy",
   uniforms: uniformLayout("Params", [["n", "u32"], ["k", "u32"], ["scale", "f32"]]),
+};
+const TOTAL_VARIATION = {
+  name: "loss_tv.tv",
+  code: tvSrc,
+  entryPoint: "tv",
+  uniforms: uniformLayout("Params", [
+    ["rows", "u32"],
+    ["h", "u32"],
+    ["w", "u32"],
+    ["sy", "f32"],
+    ["sx", "f32"],
+  ]),
 };
 /** The sum kernel of kernels/loss_reduce.wgsl (also used by ./metrics.ts). */
 const SUM = {
@@ -248,4 +261,38 @@ export function activationLoss(a: Tensor, norm: ActivationNorm): LossResult {
     wgs,
   );
   return { loss: reduceInto(part, slots, -scale), grad };
+}
+
+/**
+ * Anisotropic total variation of images `x: [N, C, H, W]` (the image prior of Mahendran &
+ * Vedaldi, 2015, used by DeepInversion), the batch mean of each image's mean absolute difference
+ * between vertical and between horizontal neighbours:
+ * `TV = Σ|x[r+1,c] − x[r,c]| / (N·C·(H−1)·W) + Σ|x[r,c+1] − x[r,c]| / (N·C·H·(W−1))`
+ * (a term is 0 when its dimension is 1). Gradient: the signs of the differences, with those
+ * scales (`sign(0) = 0`).
+ *
+ * @param x images, f32 NCHW, non-empty.
+ * @returns loss `[1]` and `dTV/dx` shaped like `x`.
+ * @throws {RangeError} when `x` is not a non-empty f32 4-D tensor.
+ */
+export function totalVariation(x: Tensor): LossResult {
+  if (x.shape.length !== 4 || x.size === 0) {
+    throw new RangeError(
+      `totalVariation: x must be a non-empty [N, C, H, W] tensor, got [${x.shape}]`,
+    );
+  }
+  checkDtype("totalVariation", "x", x);
+  const [n, c, h, w] = x.shape;
+  const rows = n * c * h;
+  const grad = Tensor.empty(x.shape);
+  const part = Tensor.empty([rows]);
+  const sy = h > 1 ? 1 / (n * c * (h - 1) * w) : 0;
+  const sx = w > 1 ? 1 / (n * c * h * (w - 1)) : 0;
+  dispatch(
+    TOTAL_VARIATION,
+    [x.buffer, grad.buffer, part.buffer],
+    { rows, h, w, sy, sx },
+    groups(rows, 64),
+  );
+  return { loss: reduceInto(part, rows, 1), grad };
 }

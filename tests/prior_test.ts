@@ -1,0 +1,79 @@
+import assert from "node:assert/strict";
+import { totalVariation } from "../src/ops/loss.ts";
+import { totalVariation as tvNode } from "../src/autograd/functions.ts";
+import { Tape } from "../src/autograd/tape.ts";
+import { Tensor } from "../src/tensor.ts";
+import { assertClose, gpuReady, numGrad, randArray } from "./helpers.ts";
+
+/** Float64 reference of the anisotropic total variation of NCHW images (batch mean). */
+function tvRef(x: ArrayLike<number>, [n, c, h, w]: number[]): number {
+  let vy = 0;
+  let vx = 0;
+  for (let p = 0; p < n * c; p++) {
+    for (let r = 0; r < h; r++) {
+      for (let q = 0; q < w; q++) {
+        const i = (p * h + r) * w + q;
+        if (r + 1 < h) vy += Math.abs(x[i + w] - x[i]);
+        if (q + 1 < w) vx += Math.abs(x[i + 1] - x[i]);
+      }
+    }
+  }
+  return (h > 1 ? vy / (n * c * (h - 1) * w) : 0) + (w > 1 ? vx / (n * c * h * (w - 1)) : 0);
+}
+
+for (const shape of [[1, 1, 2, 3], [2, 1, 5, 4], [3, 2, 7, 7], [2, 1, 1, 6], [1, 1, 6, 1]]) {
+  Deno.test(`totalVariation vs float64 and finite differences ([${shape}])`, async () => {
+    await gpuReady;
+    const size = shape.reduce((a, b) => a * b, 1);
+    // values on a grid of 0.01 plus noise below 0.004: neighbours differ by at least ~0.002, so
+    // central differences (h = 1e-5) never straddle a kink of |d|
+    const x = randArray(size, size + 3, 0, 1).map((v, i) =>
+      Math.round(v * 100) / 100 + (i % 7) * 5e-4
+    );
+    const tx = Tensor.from(x, shape);
+    const r = totalVariation(tx);
+    const [l, g] = [(await r.loss.read())[0], await r.grad.read()];
+    assertClose([l], [tvRef(x, shape)], { atol: 1e-6, rtol: 1e-5, label: "tv loss" });
+    const fd = numGrad((v) => tvRef(v, shape), x);
+    let m = 0;
+    for (const v of fd) m = Math.max(m, Math.abs(v));
+    assertClose(g, fd, { atol: 1e-6 * m + 1e-8, rtol: 1e-4, label: "tv grad vs fd" });
+    for (const t of [tx, r.loss, r.grad]) t.dispose();
+  });
+}
+
+Deno.test("totalVariation over 250x1x32x32 vs float64, sign(0) = 0 on flat images", async () => {
+  await gpuReady;
+  const shape = [250, 1, 32, 32];
+  const x = randArray(250 * 1024, 5, 0, 1);
+  const tx = Tensor.from(x, shape);
+  const r = totalVariation(tx);
+  assertClose([(await r.loss.read())[0]], [tvRef(x, shape)], { atol: 0, rtol: 2e-5, label: "tv" });
+  for (const t of [tx, r.loss, r.grad]) t.dispose();
+  const flat = Tensor.from(new Float32Array(2 * 16).fill(0.5), [2, 1, 4, 4]);
+  const f = totalVariation(flat);
+  assert.equal((await f.loss.read())[0], 0);
+  assert.ok((await f.grad.read()).every((v) => v === 0));
+  for (const t of [flat, f.loss, f.grad]) t.dispose();
+});
+
+Deno.test("totalVariation through the tape: the gradient reaches the images", async () => {
+  await gpuReady;
+  const shape = [2, 1, 4, 5];
+  const x = randArray(40, 11, 0, 1);
+  const tx = Tensor.from(x, shape);
+  tx.requiresGrad = true;
+  const tape = new Tape();
+  const loss = tape.run(() => tvNode(tx));
+  const g = tape.backward(loss, [tx]).get(tx)!;
+  const direct = totalVariation(tx);
+  assertClose(await g.read(), await direct.grad.read(), { atol: 0, rtol: 0, label: "tape grad" });
+  for (const t of [tx, loss, g, direct.loss, direct.grad]) t.dispose();
+});
+
+Deno.test("totalVariation rejects a tensor that is not NCHW", async () => {
+  await gpuReady;
+  const t = Tensor.zeros([4, 4]);
+  assert.throws(() => totalVariation(t), /\[N, C, H, W\]/);
+  t.dispose();
+});
