@@ -148,7 +148,11 @@ def distill(a):
     if a.real:  # the real-data reference: the first N training images (KD relabels them)
         x = load_split(a.data, 'train')[0][:a.real]
     else:
-        x, _ = synthesize(a, t)
+        x, targets = synthesize(a, t)
+        if a.judge:  # an independent model's agreement with the soft-target classes
+            j = lenet(6, 16); j.load_state_dict(load_safetensors(a.judge)); j.eval()
+            with torch.no_grad():
+                a.judge_agreement = round((forward(j, x).argmax(1) == targets.argmax(1)).float().mean().item(), 4)
     torch.manual_seed(a.seed if a.kd_seed < 0 else a.kd_seed)
     t1 = time.time()
     s = lenet(3, 8)
@@ -236,6 +240,7 @@ def main():
     di.add_argument('--kd-seed', type=int, default=-1)
     di.add_argument('--eval-every', type=int, default=0)
     di.add_argument('--tag', default='')
+    di.add_argument('--judge', default='', help='a second teacher: report its agreement with the soft targets')
     di.add_argument('--cache', default='', help='folder to keep transfer sets in between runs')
     di.add_argument('--real', type=int, default=0,
                     help='distil on the first N real training images instead (the reference)')

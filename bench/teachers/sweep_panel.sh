@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The panel sweep of synthesis and distillation settings in the PyTorch reference
+# (bench/baselines/dfkd_torch_variants.py): every teacher of the panel × every candidate × seeds,
+# at a small budget (4,000 samples × 50 iterations, 40 KD epochs). One RESULT line per run.
+#   bash bench/teachers/sweep_panel.sh DATA_ROOT "0 1" [CANDIDATE...] > sweep.log
+set -euo pipefail
+root=${1:?usage: sweep_panel.sh DATA_ROOT [SEEDS] [CANDIDATES...]}
+seeds=${2:-0}
+shift 2 || shift $#
+here=$(dirname "$0")
+candidates=("$@")
+[ ${#candidates[@]} -gt 0 ] || candidates=(base tv adv tv+adv)
+declare -A args=([base]="" [tv]="--tv 0.05" [adv]="--adv-steps 1" [tv+adv]="--tv 0.05 --adv-steps 1"
+  [tv0.1+adv]="--tv 0.1 --adv-steps 1" [adv2]="--adv-steps 2" [tv+adv2]="--tv 0.05 --adv-steps 2")
+default=(fmnist-adam fmnist-he fmnist-cosine-shift ../../examples/teachers/lenet5-fashion-mnist
+  mnist-adam mnist-he mnist-cosine-shift ../../examples/teachers/lenet5-mnist)
+read -r -a teachers <<< "${TEACHERS:-${default[*]}}"  # TEACHERS="a b" picks some
+for seed in $seeds; do
+  for c in "${candidates[@]}"; do
+    for t in "${teachers[@]}"; do
+      if [[ $t == *fashion* || $t == fmnist-* ]]; then
+        data=$root/fashion-mnist flip=1 judge=fmnist-he; [ "$t" = fmnist-he ] && judge=fmnist-adam
+      else
+        data=$root/mnist flip=0 judge=mnist-he; [ "$t" = mnist-he ] && judge=mnist-adam
+      fi
+      /usr/bin/python3 "$here/../baselines/dfkd_torch_variants.py" distill \
+        --teacher "$here/$t.safetensors" --data "$data" --judge "$here/$judge.safetensors" \
+        --samples 4000 --epochs 40 --flip $flip --seed "$seed" --tag "$(basename "$t"):$c" \
+        ${args[$c]} | grep RESULT
+    done
+  done
+done
