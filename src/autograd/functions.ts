@@ -32,7 +32,13 @@ import {
   type Pool2dOptions,
 } from "../ops/pool.ts";
 import { sumCols } from "../ops/reduce.ts";
-import { shift2d as shiftOp, shift2dBackward } from "../ops/shift.ts";
+import {
+  type ImageShift,
+  shift2d as shiftOp,
+  shift2dBackward,
+  shift2dPerImage as shiftPerImageOp,
+  shift2dPerImageBackward,
+} from "../ops/shift.ts";
 import type { Tensor } from "../tensor.ts";
 import { activeTape } from "./tape.ts";
 
@@ -98,6 +104,16 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
 export function shift2d(x: Tensor, dy: number, dx: number, flip = false): Tensor {
   const y = shiftOp(x, dy, dx, flip);
   activeTape()?.record(y, [x], (gy) => [shift2dBackward(gy, dy, dx, flip)]);
+  return y;
+}
+
+/**
+ * {@link shift2d} with one shift per image: image `n` of x ([N, C, H, W]) moved by `shifts[n]`
+ * (wrapping), after a mirror when its `flip` is set.
+ */
+export function shift2dPerImage(x: Tensor, shifts: readonly ImageShift[]): Tensor {
+  const y = shiftPerImageOp(x, shifts);
+  activeTape()?.record(y, [x], (gy) => [shift2dPerImageBackward(gy, shifts)]);
   return y;
 }
 
