@@ -20,6 +20,7 @@ import {
   kdDivergence as kdDivergenceOp,
   kdLoss as kdLossOp,
   klDivLoss as klDivOp,
+  type LossReduction,
   type LossResult,
 } from "../ops/loss.ts";
 import { scaleByScalar } from "../ops/optim.ts";
@@ -139,10 +140,16 @@ function lossNode(r: LossResult, input: Tensor): Tensor {
 
 /**
  * Synthesis loss: `mean_n KL(p_n ‖ softmax(z_n / tau))` (Wang, AAAI 2021, eq. for input
- * synthesis). p: [N, K] soft targets, z: [N, K] teacher logits → [1]. Differentiable in z.
+ * synthesis), or `Σ_n KL(…)` with `reduction` `"sum"`. p: [N, K] soft targets, z: [N, K] teacher
+ * logits → [1]. Differentiable in z.
  */
-export function klDivLoss(p: Tensor, z: Tensor, tau: number): Tensor {
-  return lossNode(klDivOp(p, z, tau), z);
+export function klDivLoss(
+  p: Tensor,
+  z: Tensor,
+  tau: number,
+  reduction: LossReduction = "mean",
+): Tensor {
+  return lossNode(klDivOp(p, z, tau, reduction), z);
 }
 
 /**
@@ -180,8 +187,13 @@ export function crossEntropyLoss(z: Tensor, labels: Tensor): Tensor {
 
 /**
  * Activation loss `L_a` (Wang, AAAI 2021; after DAFL): `-(1/N) Σ_n ‖a_n‖₁` ("sample-l1") or the
- * mean over elements ("element-mean"). a: [N, ...] → [1].
+ * mean over elements ("element-mean"); with `reduction` `"sum"`, the per-sample terms summed
+ * over the N samples. a: [N, ...] → [1].
  */
-export function activationLoss(a: Tensor, norm: ActivationNorm): Tensor {
-  return lossNode(activationLossOp(a, norm), a);
+export function activationLoss(
+  a: Tensor,
+  norm: ActivationNorm,
+  reduction: LossReduction = "mean",
+): Tensor {
+  return lossNode(activationLossOp(a, norm, reduction), a);
 }

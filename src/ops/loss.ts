@@ -67,6 +67,13 @@ export interface LossResult {
   grad: Tensor;
 }
 
+/**
+ * How a loss combines its samples: `"mean"` over the batch (the default), or `"sum"` of the
+ * per-sample terms, whose gradient for one sample does not depend on the batch size N (synthesis
+ * optimises each image on its own, so its result must not depend on the batch it was in).
+ */
+export type LossReduction = "mean" | "sum";
+
 /** Normalisation of {@link activationLoss}. */
 export type ActivationNorm = "sample-l1" | "element-mean";
 
@@ -108,20 +115,28 @@ function rowLoss(
 }
 
 /**
- * Synthesis loss of Wang (AAAI 2021): `mean_n KL(p_n ‖ softmax(z_n / tau))`, with `0·log 0 = 0`.
- * Gradient w.r.t. `z`: `(Σ_k p_nk · softmax(z_n/tau) - p_n) / (N·tau)`, which is
- * `(q_n - p_n) / (N·tau)` for target rows that sum to 1.
+ * Synthesis loss of Wang (AAAI 2021): `mean_n KL(p_n ‖ softmax(z_n / tau))`, with `0·log 0 = 0`
+ * (or `Σ_n KL(…)` with `reduction` `"sum"`). Gradient w.r.t. `z`:
+ * `(Σ_k p_nk · softmax(z_n/tau) - p_n) / (N·tau)`, which is `(q_n - p_n) / (N·tau)` for target
+ * rows that sum to 1 (without the `1/N` for `"sum"`).
  *
  * @param p target distributions `[N, K]` (rows sum to 1; zeros allowed).
  * @param z logits `[N, K]`.
  * @param tau temperature (> 0).
+ * @param reduction `"mean"` (default) or `"sum"` over the N rows.
  * @returns loss `[1]` and `dloss/dz` `[N, K]`.
  * @throws {RangeError} when `p` or `z` is not a non-empty f32 `[N, K]` matrix, their shapes
  * differ, or `tau` is not positive and finite.
  */
-export function klDivLoss(p: Tensor, z: Tensor, tau: number): LossResult {
+export function klDivLoss(
+  p: Tensor,
+  z: Tensor,
+  tau: number,
+  reduction: LossReduction = "mean",
+): LossResult {
   checkTemperature("klDivLoss", tau);
   const [n, k] = checkPair("klDivLoss", "p", p, "z", z);
+  if (reduction === "sum") return rowLoss(KL_DIV, z, p, n, k, tau, 1 / tau, 1);
   return rowLoss(KL_DIV, z, p, n, k, tau, 1 / (n * tau), 1 / n);
 }
 
@@ -221,21 +236,29 @@ export function crossEntropyLoss(z: Tensor, labels: Tensor): LossResult {
  * - `"sample-l1"`: `-(1/N) Σ_n ‖a_n‖₁` (the paper's form; scales with the feature size);
  * - `"element-mean"`: `-(1/numel) Σ |a|`.
  *
- * Gradient: `-sign(a) / N` or `-sign(a) / numel` (0 where `a = 0`).
+ * Gradient: `-sign(a) / N` or `-sign(a) / numel` (0 where `a = 0`). With `reduction` `"sum"`
+ * the per-sample terms are summed instead: `-Σ_n ‖a_n‖₁` and `-Σ_n ‖a_n‖₁ / numel(a_n)`, with
+ * gradients `-sign(a)` and `-sign(a) / numel(a_n)`, independent of N.
  *
  * @param a activations, f32, at least one dimension, non-empty.
  * @param norm the normalisation.
+ * @param reduction `"mean"` (default) or `"sum"` over the N samples.
  * @returns loss `[1]` and `dL_a/da` shaped like `a`.
  * @throws {RangeError} when `a` is empty, not f32, or `norm` is unknown.
  */
-export function activationLoss(a: Tensor, norm: ActivationNorm): LossResult {
+export function activationLoss(
+  a: Tensor,
+  norm: ActivationNorm,
+  reduction: LossReduction = "mean",
+): LossResult {
   if (a.shape.length === 0 || a.size === 0) {
     throw new RangeError(`activationLoss: a must be a non-empty [N, ...] tensor, got [${a.shape}]`);
   }
   checkDtype("activationLoss", "a", a);
+  const samples = reduction === "sum" ? 1 : a.shape[0];
   let scale: number;
-  if (norm === "sample-l1") scale = 1 / a.shape[0];
-  else if (norm === "element-mean") scale = 1 / a.size;
+  if (norm === "sample-l1") scale = 1 / samples;
+  else if (norm === "element-mean") scale = 1 / (a.size / a.shape[0] * samples);
   else throw new RangeError(`activationLoss: unknown norm "${norm}"`);
   const wgs = groups(a.size, 256 * CHUNK);
   const slots = wgs * 256;
