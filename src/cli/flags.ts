@@ -22,6 +22,8 @@ export interface FlagSpec {
   help: string;
   /** Allowed values for strings. */
   choices?: readonly string[];
+  /** Words a number or integer flag takes besides numbers (e.g. `auto`), kept as strings. */
+  words?: readonly string[];
   /** Inclusive lower bound for numbers. */
   min?: number;
   /** Inclusive upper bound for numbers. */
@@ -44,7 +46,7 @@ export interface ParsedFlags {
 export function helpText(usage: string, about: string, specs: Record<string, FlagSpec>): string {
   const lines = [usage, "", about, "", "Flags:"];
   for (const [name, s] of Object.entries(specs)) {
-    const arg = s.type === "boolean" ? "" : ` <${s.choices ? s.choices.join("|") : s.type}>`;
+    const arg = s.type === "boolean" ? "" : ` <${flagArgument(s)}>`;
     const shown = s.defaultText ?? s.default;
     const def = shown === undefined ? "" : ` (default: ${shown})`;
     lines.push(`  --${name}${arg}`);
@@ -53,6 +55,12 @@ export function helpText(usage: string, about: string, specs: Record<string, Fla
   lines.push("  --help", "      Show this help and exit.");
   lines.push("  --verbose", "      Print the stack trace of an error.");
   return lines.join("\n");
+}
+
+/** What a flag takes, for help texts: `a|b` for choices, `integer|auto` with words, else its type. */
+export function flagArgument(s: FlagSpec): string {
+  if (s.choices) return s.choices.join("|");
+  return [s.type, ...(s.words ?? [])].join("|");
 }
 
 /**
@@ -128,6 +136,10 @@ export function parseFlags(args: string[], specs: Record<string, FlagSpec>): Par
       if (s.choices && !s.choices.includes(raw)) {
         throw new UsageError(`--${name} must be one of ${s.choices.join(", ")}; got "${raw}"`);
       }
+      out[name] = raw;
+      continue;
+    }
+    if (s.words?.includes(raw)) {
       out[name] = raw;
       continue;
     }

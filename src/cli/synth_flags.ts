@@ -16,7 +16,7 @@ import {
   type SettingSpec,
 } from "../dfkd/settings.ts";
 import { ARCHITECTURES } from "../nn/models.ts";
-import type { FlagSpec, ParsedFlags } from "./flags.ts";
+import { flagArgument, type FlagSpec, type ParsedFlags } from "./flags.ts";
 
 const ON_OFF = ["on", "off"] as const;
 
@@ -77,6 +77,7 @@ function flagSpecOf(s: SettingSpec): FlagSpec {
     type: bool ? "string" : s.type,
     default: bool ? (s.default ? "on" : "off") : s.default,
     choices: bool ? ON_OFF : s.choices,
+    words: s.words,
     min: s.min,
     max: s.max,
     exclusiveMin: s.exclusiveMin,
@@ -134,7 +135,7 @@ export function asCliError(e: unknown): unknown {
  */
 export function flagTableMarkdown(): string {
   const rows = Object.entries(FLAGS).map(([name, s]) => {
-    const arg = s.type === "boolean" ? "" : ` ${s.choices ? s.choices.join("\\|") : s.type}`;
+    const arg = s.type === "boolean" ? "" : ` ${flagArgument(s).replaceAll("|", "\\|")}`;
     const cell = (x: string) => x.replaceAll("|", "\\|").replaceAll("<", "&lt;");
     const def = s.defaultText !== undefined
       ? cell(s.defaultText)
