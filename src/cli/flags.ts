@@ -42,6 +42,12 @@ export interface ParsedFlags {
   explicit: Set<string>;
 }
 
+/** Options of {@link parseFlags}. */
+export interface ParseOptions {
+  /** Arguments that are not flags (e.g. folders), in order; without it they are refused. */
+  positionals?: string[];
+}
+
 /** Renders the --help text for a command. */
 export function helpText(usage: string, about: string, specs: Record<string, FlagSpec>): string {
   const lines = [usage, "", about, "", "Flags:"];
@@ -96,7 +102,11 @@ function joinDashValues(args: string[], specs: Record<string, FlagSpec>): string
  * @throws {UsageError} for an unknown flag, a missing value, a non-numeric or out-of-range number,
  *   or a value outside `choices`.
  */
-export function parseFlags(args: string[], specs: Record<string, FlagSpec>): ParsedFlags {
+export function parseFlags(
+  args: string[],
+  specs: Record<string, FlagSpec>,
+  opts: ParseOptions = {},
+): ParsedFlags {
   const options: Record<string, { type: "string" | "boolean" }> = { help: { type: "boolean" } };
   for (const [name, s] of Object.entries(specs)) {
     options[name] = { type: s.type === "boolean" ? "boolean" : "string" };
@@ -108,7 +118,7 @@ export function parseFlags(args: string[], specs: Record<string, FlagSpec>): Par
       args: joined,
       options,
       strict: true,
-      allowPositionals: false,
+      allowPositionals: opts.positionals !== undefined,
     });
   } catch (e) {
     const msg = (e as Error).message.replace(/\s*To specify.*$/s, "").replace(/\s+/g, " ")
@@ -117,6 +127,7 @@ export function parseFlags(args: string[], specs: Record<string, FlagSpec>): Par
       `${msg}${/[?!]$/.test(msg) ? "" : "."} Run with --help to see every flag.`,
     );
   }
+  opts.positionals?.push(...parsed.positionals);
   const values = parsed.values as Record<string, string | boolean | undefined>;
   const out: ParsedFlags = {
     help: values.help as boolean | undefined,

@@ -55,6 +55,13 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
         SETTINGS.filter((s) => s.resumable).map((s) => `--${s.flag}`).join(", ")
       } may be changed for the work left).`,
   },
+  shard: {
+    type: "string",
+    defaultText: "$JOB_COMPLETION_INDEX of $DFKD_SHARD_COUNT, or the Slurm array task; else none",
+    help: "Make only shard i/n of the transfer set (a contiguous slice, the same images as in an " +
+      "unsharded run) in its own folder, and stop before distillation; `deno task merge` " +
+      "assembles the shards and distils (docs/sharding.md).",
+  },
   force: {
     type: "boolean",
     default: false,

@@ -235,6 +235,27 @@ async function inRunFolder<T>(
   }
 }
 
+/**
+ * Keeps a transfer set made elsewhere (the assembled slices of shards) in the run folder `outDir`
+ * as a finished synthesis does (`transfer-set.safetensors`, `samples.png`, the synthesis time), so
+ * that {@link runDfkd} there goes straight to its check and distillation.
+ *
+ * @throws {DiskFullError} when the disk is full.
+ */
+export async function storeTransferSet(
+  outDir: string,
+  teacher: Sequential,
+  cfg: DfkdConfig,
+  set: { images: Float32Array; targets: Float32Array; seconds: number; layer: string },
+): Promise<void> {
+  const folder = await RunFolder.open(outDir);
+  try {
+    await folder.saveTransferSet(set, cfg, shapesOf(teacher));
+  } finally {
+    folder.close();
+  }
+}
+
 /** `e` with `resumeDir` set, for the errors after which the finished work can be resumed. */
 function keptIn(e: unknown, outDir: string): unknown {
   if (e instanceof DiskFullError && !e.resumeDir) return new DiskFullError(e.path, outDir);
