@@ -101,16 +101,23 @@ export async function readShard(dir: string): Promise<ShardContents> {
   return { dir, run: run as ShardContents["run"], slice: await loadSafetensors(path), seconds };
 }
 
+/** The settings of a run that decide its result: all but `synthesis.batchSize` (a speed). */
+function resultSettings(run: RunFile): string {
+  const { batchSize: _, ...synthesis } = run.config.synthesis;
+  return JSON.stringify({ ...run.config, synthesis });
+}
+
 /**
- * Checks that `shards` belong together: one teacher (SHA-256), one dataset, equal settings, one
- * shard count, every index once, each slice where {@link shardSlice} puts it and of its size.
+ * Checks that `shards` belong together: one teacher (SHA-256), one dataset, equal settings (the
+ * synthesis batch size may differ: it changes the speed only), one shard count, every index once,
+ * each slice where {@link shardSlice} puts it and of its size.
  *
  * @throws {RunFolderError} naming the shard and what differs or is missing.
  */
 export function checkShards(shards: readonly ShardContents[]): void {
   if (shards.length === 0) throw new RunFolderError("no shards to merge");
   const [a] = shards;
-  const config = JSON.stringify(a.run.config);
+  const config = resultSettings(a.run);
   for (const b of shards.slice(1)) {
     const differ = (what: string) =>
       new RunFolderError(
@@ -119,7 +126,7 @@ export function checkShards(shards: readonly ShardContents[]): void {
       );
     if (b.run.teacher_sha256 !== a.run.teacher_sha256) throw differ("their teacher (SHA-256)");
     if (b.run.dataset !== a.run.dataset) throw differ("their dataset");
-    if (JSON.stringify(b.run.config) !== config) throw differ("their settings (run.json)");
+    if (resultSettings(b.run) !== config) throw differ("their settings (run.json)");
     if (b.run.shard.count !== a.run.shard.count) throw differ("their shard count");
   }
   const count = a.run.shard.count;
