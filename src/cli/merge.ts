@@ -162,7 +162,7 @@ export async function main(args: string[]): Promise<number> {
       testSetDir: test.dir,
       adapter: gpu.description,
     };
-    const outcome = await runWithSignals(cfg, (hooks) => runDfkd(cfg, outDir, hooks), ctx);
+    const outcome = await runWithSignals((hooks) => runDfkd(cfg, outDir, hooks), ctx);
     if (outcome.stopped) {
       console.error(`interrupted: continue with deno task synth --resume ${outDir}`);
       return outcome.signal === "SIGTERM" ? 143 : 130;

@@ -510,7 +510,6 @@ async function runInFolder(
       synthesisBatchSize: batchSize,
     };
     const outcome = await runWithSignals<RunOutcome | ShardOutcome>(
-      cfg,
       (hooks) => slice ? runShard(cfg, outDir, hooks, slice) : runDfkd(cfg, outDir, hooks),
       ctx,
     );
@@ -607,7 +606,6 @@ function checkFitsTeacher(cfg: DfkdConfig, teacher: Sequential, maxBinding: numb
  * once (the finished work is on disk already).
  */
 export async function runWithSignals<T extends { stopped: boolean }>(
-  cfg: DfkdConfig,
   runner: (ctx: RunContext) => Promise<T>,
   ctx: Omit<RunContext, "onEvent" | "shouldStop">,
 ): Promise<{ stopped: true; signal: string } | Exclude<T, { stopped: true }>> {
