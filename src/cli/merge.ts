@@ -151,8 +151,10 @@ export async function main(args: string[]): Promise<number> {
       dataset,
       data: test.dir ? resolve(test.dir) : null,
     };
-    await writeRunFile(outDir, run);
+    // The transfer set first: a folder with run.json and no transfer set would resume by
+    // synthesising it all anew.
     await storeTransferSet(outDir, t.model, cfg, merged);
+    await writeRunFile(outDir, run);
     console.error(`merged ${dirs.length} shards into ${outDir}; distilling`);
     const ctx = {
       teacher: t.model,
