@@ -11,6 +11,7 @@ import { klDivLoss } from "../src/autograd/functions.ts";
 import { Tape } from "../src/autograd/tape.ts";
 import { autoBatchSize, synthesisBatchSize } from "../src/dfkd/batch_size.ts";
 import { gpuContext } from "../src/gpu/runtime.ts";
+import { matmul, type MatmulStrategy } from "../src/ops/matmul.ts";
 import { buildModel } from "../src/nn/models.ts";
 import { Tensor, tidy } from "../src/tensor.ts";
 import { gpuReady, randArray } from "./helpers.ts";
@@ -47,6 +48,32 @@ Deno.test("the teacher's logits and input gradient of each image do not depend o
     assert.deepEqual(g, g120.slice(first * per, (first + n) * per), `gradient, ${n} from ${first}`);
   }
   teacher.dispose();
+});
+
+Deno.test("both matmul kernels compute each row of x·Wᵀ and gy·W the same at any N", async () => {
+  // The register kernel runs on software adapters, the tiled one on GPUs: both are checked here.
+  const w = Tensor.from(randArray(84 * 120, 5), [84, 120]);
+  const x = randArray(120 * 120, 6);
+  for (const strategy of ["register", "tiled"] as MatmulStrategy[]) {
+    for (const transB of [true, false]) {
+      const k = transB ? 120 : 84;
+      const rows = async (first: number, n: number) => {
+        const a = Tensor.from(x.slice(first * k, (first + n) * k), [n, k]);
+        const y = matmul(a, w, { transB, strategy });
+        const out = await y.read();
+        a.dispose();
+        y.dispose();
+        return out;
+      };
+      const all = await rows(0, 120);
+      const m = transB ? 84 : 120;
+      for (const [first, n] of [[0, 1], [3, 7], [40, 80], [64, 56]]) {
+        const label = `${strategy}, transB ${transB}: ${n} rows from ${first}`;
+        assert.deepEqual(await rows(first, n), all.slice(first * m, (first + n) * m), label);
+      }
+    }
+  }
+  w.dispose();
 });
 
 for (
