@@ -100,6 +100,7 @@ export {
   distillationStage,
   type DistillationStageResult,
   type SynthesisHooks,
+  type SynthesisSlice,
   synthesisStage,
   type SynthesisStageProgress,
   type SynthesisStageResult,
@@ -111,14 +112,19 @@ export {
   type RunEvent,
   type RunMetrics,
   type RunOutcome,
+  runShard,
+  type ShardOutcome,
 } from "./src/dfkd/run.ts";
 export {
   clearRunFolder,
   lockRunFolder,
   readRunFile,
   type RunFile,
+  type ShardFile,
   writeRunFile,
 } from "./src/dfkd/run_folder.ts";
+export { type Shard, shardSlice } from "./src/dfkd/shard.ts";
+export { type BatchLimits, synthesisBatchSize } from "./src/dfkd/batch_size.ts";
 
 // The method's building blocks.
 export { buildFeatureModel, type FeatureModel, sampleFeatures } from "./src/dfkd/feature_model.ts";
@@ -151,7 +157,7 @@ export {
 } from "./src/autograd/functions.ts";
 export type { Conv2dOptions } from "./src/ops/conv2d.ts";
 export type { Pool2dOptions } from "./src/ops/pool.ts";
-export type { ActivationNorm } from "./src/ops/loss.ts";
+export type { ActivationNorm, LossReduction } from "./src/ops/loss.ts";
 
 // Layers, models, optimisers, checkpoints.
 export {

@@ -175,7 +175,9 @@ export interface TransferSet {
  * `s^l ~ N(μ, σ² R)` of `layer` from the feature-space model (R from the cosine similarities of the
  * layer's weight rows), turns them into soft targets `y = softmax(T(s^l)/τ)` through the rest of
  * the teacher, then optimises noise images with Adam to minimise
- * `(1/n) Σ KL(y_i ‖ softmax(teacher(x̂_i)/τ)) + λ_a·L_a`, pixels clamped to [0, 1].
+ * `Σ_i [KL(y_i ‖ softmax(teacher(x̂_i)/τ)) + λ_a·L_a(x̂_i)]`, pixels clamped to [0, 1]. Each image
+ * is optimised on its own from its own seeded generator, so the result does not depend on
+ * `batchSize` (default `"auto"`: the most this adapter allows, capped where it stops paying).
  *
  * It runs the same synthesis stage as `deno task synth`, so equal settings and seed give the
  * CLI's transfer set on the same adapter. Freezes the teacher (`setTrainable(false)`).

@@ -184,16 +184,18 @@ Deno.test("SIGINT during synthesis, a NaN on resume, then resume: same bytes as 
   const k = (await synthFiles(dir)).length;
   assert.ok(k >= 1 && k < 8, `${k} finished batches`);
 
-  // τ so small that the KL term overflows: the run stops at the next batch, keeping k batches.
-  const r2 = await cli("synth", ["--resume", dir, "--tau", "1e-38"]);
+  // λ_a so large that the activation term overflows at the first iteration, whatever the images:
+  // the run stops at the next batch, keeping k batches.
+  const overflow = ["--lambda-act", "1e38", "--act-norm", "sample-l1", "--log-every", "1"];
+  const r2 = await cli("synth", ["--resume", dir, ...overflow]);
   assert.equal(r2.code, 2, r2.stderr);
   const line = errorLine(r2);
   for (
     const s of [
       "synthesis loss became",
-      "iteration",
+      "iteration 1",
       `batch ${k + 1} of 8`,
-      "KL at τ 1e-38",
+      "KL at τ 20 + 1e+38·L_a (sample-l1)",
       `${k} finished batch(es)`,
       `--resume ${dir}`,
       "--synth-lr",
@@ -203,9 +205,10 @@ Deno.test("SIGINT during synthesis, a NaN on resume, then resume: same bytes as 
   await assertUnfinished(dir);
   assert.equal((await synthFiles(dir)).length, k);
 
-  const r3 = await cli("synth", ["--resume", dir, "--tau", "20"]);
+  const restore = ["--lambda-act", "0", "--act-norm", "element-mean", "--log-every", "4"];
+  const r3 = await cli("synth", ["--resume", dir, ...restore]);
   assertOk(r3);
-  assert.match(r3.stderr, /changed: --tau 1e-38 → 20/);
+  assert.match(r3.stderr, /changed: --lambda-act 1e\+38 → 0/);
   for (const f of ["transfer-set.safetensors", "student.safetensors"]) {
     assert.deepEqual(
       await Deno.readFile(join(dir, f)),

@@ -3,7 +3,7 @@
  */
 
 import assert from "node:assert/strict";
-import { parseFlags, UsageError } from "../src/cli/flags.ts";
+import { helpText, parseFlags, UsageError } from "../src/cli/flags.ts";
 
 const SPECS = {
   n: { type: "integer", default: 3, min: 1, help: "count" },
@@ -39,4 +39,16 @@ Deno.test("flags: ranges are checked after parsing", () => {
   refused(["--n", "0"], "--n must be ≥ 1; got 0");
   refused(["--n", "-2"], "--n must be ≥ 1; got -2");
   refused(["--x", "-1e-9"], "--x must be ≥ 0");
+});
+
+Deno.test("flags: a number flag with words takes them as strings; help shows them", () => {
+  const specs = {
+    b: { type: "integer", words: ["auto"], default: "auto", min: 1, help: "size" },
+  } as const;
+  assert.equal(parseFlags(["--b", "auto"], specs).b, "auto");
+  assert.equal(parseFlags(["--b", "40"], specs).b, 40);
+  assert.equal(parseFlags([], specs).b, "auto");
+  assert.throws(() => parseFlags(["--b", "Auto"], specs), /--b must be a whole number/);
+  assert.throws(() => parseFlags(["--b", "0"], specs), /--b must be ≥ 1/);
+  assert.match(helpText("u", "a", specs), /--b <integer\|auto>/);
 });

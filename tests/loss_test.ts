@@ -275,3 +275,29 @@ Deno.test("losses reject bad shapes, dtypes and temperatures", async () => {
   assert.throws(() => activationLoss(a, "l2" as "sample-l1"), RangeError);
   for (const t of [a, b, lab, labBad, labF, empty]) t.dispose();
 });
+
+Deno.test("sum reduction: the loss is N × the mean, each sample's gradient the same at any N", async () => {
+  await gpuReady;
+  const [n, k, tau] = [7, 10, 20];
+  const p = randDist(n, k, 5);
+  const z = randArray(n * k, 6, -5, 5);
+  const [tp, tz] = [Tensor.from(p, [n, k]), Tensor.from(z, [n, k])];
+  const [mean] = await readResult(klDivLoss(tp, tz, tau));
+  const [sum, grad] = await readResult(klDivLoss(tp, tz, tau, "sum"));
+  assertClose([sum], [mean * n], { ...LOSS_TOL, label: "kl sum" });
+  // The first row alone gives the bitwise same gradient row.
+  const [t1, z1] = [Tensor.from(p.slice(0, k), [1, k]), Tensor.from(z.slice(0, k), [1, k])];
+  const [, g1] = await readResult(klDivLoss(t1, z1, tau, "sum"));
+  assert.deepEqual(g1, grad.slice(0, k));
+  const a = randArray(n * 3 * 4, 8, -1, 1);
+  const ta = Tensor.from(a, [n, 3, 4]);
+  const a1 = Tensor.from(a.slice(0, 12), [1, 3, 4]);
+  for (const norm of ["sample-l1", "element-mean"] as const) {
+    const [lm] = await readResult(activationLoss(ta, norm));
+    const [ls, gs] = await readResult(activationLoss(ta, norm, "sum"));
+    assertClose([ls], [lm * n], { ...LOSS_TOL, label: `act sum ${norm}` });
+    const [, g] = await readResult(activationLoss(a1, norm, "sum"));
+    assert.deepEqual(g, gs.slice(0, 12), norm);
+  }
+  for (const x of [tp, tz, t1, z1, ta, a1]) x.dispose();
+});

@@ -24,7 +24,7 @@ if (!hasMnist) {
       `train-/t10k-labels-idx1-ubyte, optionally .gz) in ../shared/data/mnist beside the repository.`,
   );
 }
-const TOY = ["--samples", "40", "--batch-size", "20", "--iterations", "3", "--epochs", "1"];
+const TOY = ["--samples", "40", "--batch-size", "20", "--iterations", "3", "--student-epochs", "1"];
 
 async function metrics(dir: string): Promise<RunMetrics> {
   return JSON.parse(await Deno.readTextFile(join(dir, "metrics.json")));

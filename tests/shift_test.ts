@@ -1,4 +1,11 @@
-import { shift2d, shift2dBackward } from "../src/ops/shift.ts";
+import assert from "node:assert/strict";
+import {
+  type ImageShift,
+  shift2d,
+  shift2dBackward,
+  shift2dPerImage,
+  shift2dPerImageBackward,
+} from "../src/ops/shift.ts";
 import { Tensor } from "../src/tensor.ts";
 import { assertClose, gpuReady, randArray } from "./helpers.ts";
 
@@ -52,3 +59,38 @@ for (
     for (const t of [tx, tg, y, gx]) t.dispose();
   });
 }
+
+Deno.test("shift2dPerImage moves each image by its own shift; backward is its transpose", async () => {
+  await gpuReady;
+  const shape = [4, 2, 5, 7];
+  const shifts: ImageShift[] = [
+    { dy: 2, dx: -1, flip: false },
+    { dy: -3, dx: 4, flip: true },
+    { dy: 0, dx: 0, flip: false },
+    { dy: 7, dx: -9, flip: true },
+  ];
+  const per = 2 * 5 * 7;
+  const size = 4 * per;
+  const x = randArray(size, 21);
+  const g = randArray(size, 22);
+  const tx = Tensor.from(x, shape);
+  const tg = Tensor.from(g, shape);
+  const y = await shift2dPerImage(tx, shifts).read();
+  const gx = await shift2dPerImageBackward(tg, shifts).read();
+  shifts.forEach((s, i) => {
+    const one = [1, 2, 5, 7];
+    const part = (a: Float32Array) => a.subarray(i * per, (i + 1) * per);
+    const ref = refShift(part(x), one, s.dy, s.dx, s.flip);
+    assertClose(part(y), ref, { atol: 0, rtol: 0, label: `image ${i} forward` });
+    let a = 0;
+    let b = 0;
+    for (let j = 0; j < per; j++) {
+      a += part(y)[j] * part(g)[j];
+      b += part(x)[j] * part(gx)[j];
+    }
+    assertClose([a], [b], { atol: 1e-6, rtol: 1e-6, label: `image ${i} adjoint` });
+  });
+  assert.throws(() => shift2dPerImage(tx, shifts.slice(1)), /3 shifts for 4 images/);
+  tx.dispose();
+  tg.dispose();
+});

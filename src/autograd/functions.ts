@@ -20,6 +20,7 @@ import {
   kdDivergence as kdDivergenceOp,
   kdLoss as kdLossOp,
   klDivLoss as klDivOp,
+  type LossReduction,
   type LossResult,
   totalVariation as totalVariationOp,
 } from "../ops/loss.ts";
@@ -33,7 +34,13 @@ import {
   type Pool2dOptions,
 } from "../ops/pool.ts";
 import { sumCols } from "../ops/reduce.ts";
-import { shift2d as shiftOp, shift2dBackward } from "../ops/shift.ts";
+import {
+  type ImageShift,
+  shift2d as shiftOp,
+  shift2dBackward,
+  shift2dPerImage as shiftPerImageOp,
+  shift2dPerImageBackward,
+} from "../ops/shift.ts";
 import type { Tensor } from "../tensor.ts";
 import { activeTape } from "./tape.ts";
 
@@ -102,6 +109,16 @@ export function shift2d(x: Tensor, dy: number, dx: number, flip = false): Tensor
   return y;
 }
 
+/**
+ * {@link shift2d} with one shift per image: image `n` of x ([N, C, H, W]) moved by `shifts[n]`
+ * (wrapping), after a mirror when its `flip` is set.
+ */
+export function shift2dPerImage(x: Tensor, shifts: readonly ImageShift[]): Tensor {
+  const y = shiftPerImageOp(x, shifts);
+  activeTape()?.record(y, [x], (gy) => [shift2dPerImageBackward(gy, shifts)]);
+  return y;
+}
+
 /** `alpha·a + beta·b` for tensors of equal size (e.g. combining scalar losses). */
 export function add(a: Tensor, b: Tensor, alpha = 1, beta = 1): Tensor {
   const y = addOp(a, b, alpha, beta);
@@ -124,10 +141,16 @@ function lossNode(r: LossResult, input: Tensor): Tensor {
 
 /**
  * Synthesis loss: `mean_n KL(p_n ‖ softmax(z_n / tau))` (Wang, AAAI 2021, eq. for input
- * synthesis). p: [N, K] soft targets, z: [N, K] teacher logits → [1]. Differentiable in z.
+ * synthesis), or `Σ_n KL(…)` with `reduction` `"sum"`. p: [N, K] soft targets, z: [N, K] teacher
+ * logits → [1]. Differentiable in z.
  */
-export function klDivLoss(p: Tensor, z: Tensor, tau: number): Tensor {
-  return lossNode(klDivOp(p, z, tau), z);
+export function klDivLoss(
+  p: Tensor,
+  z: Tensor,
+  tau: number,
+  reduction: LossReduction = "mean",
+): Tensor {
+  return lossNode(klDivOp(p, z, tau, reduction), z);
 }
 
 /**
@@ -165,16 +188,22 @@ export function crossEntropyLoss(z: Tensor, labels: Tensor): Tensor {
 
 /**
  * Activation loss `L_a` (Wang, AAAI 2021; after DAFL): `-(1/N) Σ_n ‖a_n‖₁` ("sample-l1") or the
- * mean over elements ("element-mean"). a: [N, ...] → [1].
+ * mean over elements ("element-mean"); with `reduction` `"sum"`, the per-sample terms summed
+ * over the N samples. a: [N, ...] → [1].
  */
-export function activationLoss(a: Tensor, norm: ActivationNorm): Tensor {
-  return lossNode(activationLossOp(a, norm), a);
+export function activationLoss(
+  a: Tensor,
+  norm: ActivationNorm,
+  reduction: LossReduction = "mean",
+): Tensor {
+  return lossNode(activationLossOp(a, norm, reduction), a);
 }
 
 /**
- * Total-variation image prior (Mahendran & Vedaldi, 2015): the batch mean of each image's mean
- * absolute difference between vertical and horizontal neighbours. x: [N, C, H, W] → [1].
+ * Total-variation image prior (Mahendran & Vedaldi, 2015): each image's mean absolute difference
+ * between vertical and horizontal neighbours, averaged (or summed) over the batch.
+ * x: [N, C, H, W] → [1].
  */
-export function totalVariation(x: Tensor): Tensor {
-  return lossNode(totalVariationOp(x), x);
+export function totalVariation(x: Tensor, reduction: LossReduction = "mean"): Tensor {
+  return lossNode(totalVariationOp(x, reduction), x);
 }

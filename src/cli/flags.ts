@@ -22,6 +22,8 @@ export interface FlagSpec {
   help: string;
   /** Allowed values for strings. */
   choices?: readonly string[];
+  /** Words a number or integer flag takes besides numbers (e.g. `auto`), kept as strings. */
+  words?: readonly string[];
   /** Inclusive lower bound for numbers. */
   min?: number;
   /** Inclusive upper bound for numbers. */
@@ -40,11 +42,17 @@ export interface ParsedFlags {
   explicit: Set<string>;
 }
 
+/** Options of {@link parseFlags}. */
+export interface ParseOptions {
+  /** Arguments that are not flags (e.g. folders), in order; without it they are refused. */
+  positionals?: string[];
+}
+
 /** Renders the --help text for a command. */
 export function helpText(usage: string, about: string, specs: Record<string, FlagSpec>): string {
   const lines = [usage, "", about, "", "Flags:"];
   for (const [name, s] of Object.entries(specs)) {
-    const arg = s.type === "boolean" ? "" : ` <${s.choices ? s.choices.join("|") : s.type}>`;
+    const arg = s.type === "boolean" ? "" : ` <${flagArgument(s)}>`;
     const shown = s.defaultText ?? s.default;
     const def = shown === undefined ? "" : ` (default: ${shown})`;
     lines.push(`  --${name}${arg}`);
@@ -53,6 +61,12 @@ export function helpText(usage: string, about: string, specs: Record<string, Fla
   lines.push("  --help", "      Show this help and exit.");
   lines.push("  --verbose", "      Print the stack trace of an error.");
   return lines.join("\n");
+}
+
+/** What a flag takes, for help texts: `a|b` for choices, `integer|auto` with words, else its type. */
+export function flagArgument(s: FlagSpec): string {
+  if (s.choices) return s.choices.join("|");
+  return [s.type, ...(s.words ?? [])].join("|");
 }
 
 /**
@@ -88,7 +102,11 @@ function joinDashValues(args: string[], specs: Record<string, FlagSpec>): string
  * @throws {UsageError} for an unknown flag, a missing value, a non-numeric or out-of-range number,
  *   or a value outside `choices`.
  */
-export function parseFlags(args: string[], specs: Record<string, FlagSpec>): ParsedFlags {
+export function parseFlags(
+  args: string[],
+  specs: Record<string, FlagSpec>,
+  opts: ParseOptions = {},
+): ParsedFlags {
   const options: Record<string, { type: "string" | "boolean" }> = { help: { type: "boolean" } };
   for (const [name, s] of Object.entries(specs)) {
     options[name] = { type: s.type === "boolean" ? "boolean" : "string" };
@@ -100,7 +118,7 @@ export function parseFlags(args: string[], specs: Record<string, FlagSpec>): Par
       args: joined,
       options,
       strict: true,
-      allowPositionals: false,
+      allowPositionals: opts.positionals !== undefined,
     });
   } catch (e) {
     const msg = (e as Error).message.replace(/\s*To specify.*$/s, "").replace(/\s+/g, " ")
@@ -109,6 +127,7 @@ export function parseFlags(args: string[], specs: Record<string, FlagSpec>): Par
       `${msg}${/[?!]$/.test(msg) ? "" : "."} Run with --help to see every flag.`,
     );
   }
+  opts.positionals?.push(...parsed.positionals);
   const values = parsed.values as Record<string, string | boolean | undefined>;
   const out: ParsedFlags = {
     help: values.help as boolean | undefined,
@@ -128,6 +147,10 @@ export function parseFlags(args: string[], specs: Record<string, FlagSpec>): Par
       if (s.choices && !s.choices.includes(raw)) {
         throw new UsageError(`--${name} must be one of ${s.choices.join(", ")}; got "${raw}"`);
       }
+      out[name] = raw;
+      continue;
+    }
+    if (s.words?.includes(raw)) {
       out[name] = raw;
       continue;
     }

@@ -35,8 +35,15 @@ import {
   type RunEvent,
   type RunFile,
   type RunMetrics,
+  type RunOutcome,
+  runShard,
+  type ShardFile,
+  type ShardOutcome,
   writeRunFile,
 } from "../dfkd/run.ts";
+import { synthesisBatchSize } from "../dfkd/batch_size.ts";
+import { shardSlice } from "../dfkd/shard.ts";
+import { chooseShard, processEnv, type ShardChoice } from "./shard_env.ts";
 import {
   type ConfigOverrides,
   type DfkdConfig,
@@ -75,7 +82,7 @@ const show = (v: unknown) => v === true ? "on" : v === false ? "off" : String(v)
  *
  * @throws {CheckpointError} naming the file, what is wrong and what to do.
  */
-async function loadTeacher(
+export async function loadTeacher(
   path: string,
   arch: Architecture | undefined,
   hint: string,
@@ -174,6 +181,8 @@ interface RunPlan {
   cfg: DfkdConfig | null;
   /** `--flag old → new` for every setting that a resume changes. */
   changed: string[];
+  /** The shard this process makes (`--shard`, the environment, or the resumed run's), or null. */
+  shard: ShardChoice | null;
 }
 
 /** Step 1: the output folder and where the settings come from (cheap checks, no GPU). */
@@ -191,7 +200,9 @@ async function planRun(f: ParsedFlags): Promise<RunPlan> {
 async function planNewRun(f: ParsedFlags): Promise<RunPlan> {
   const given = (flag: string) => f.explicit.has(flag);
   const teacherPath = given("teacher") ? f.teacher as string : DEFAULT_TEACHER;
-  const outDir = given("out") ? f.out as string : join("runs", timestamp());
+  const shard = chooseShard(f.shard as string | undefined, processEnv);
+  const suffix = shard ? `-shard-${shard.index}-of-${shard.count}` : "";
+  const outDir = given("out") ? f.out as string : join("runs", timestamp() + suffix);
   checkOutputsSpareInputs(outDir, teacherPath);
   if (!f.force && await isFinishedRun(outDir)) {
     throw new RunFolderError(
@@ -210,7 +221,7 @@ async function planNewRun(f: ParsedFlags): Promise<RunPlan> {
           `resumed; pass --force to start over, or choose another --out`,
     );
   }
-  return { outDir, teacherPath, run: null, cfg: null, changed: [] };
+  return { outDir, teacherPath, run: null, cfg: null, changed: [], shard };
 }
 
 /** A resumed run: its run.json gives the settings; only resumable ones may change. */
@@ -237,7 +248,7 @@ async function planResume(f: ParsedFlags): Promise<RunPlan> {
   }
   if (await isFinishedRun(outDir)) {
     throw new RunFolderError(
-      `--resume ${outDir}: the run there is finished (metrics.json); nothing to resume. ` +
+      `--resume ${outDir}: the run there is finished (metrics.json or, for a shard, shard.json); nothing to resume. ` +
         `Start a new run with another --out, or redo it with --out ${outDir} --force`,
     );
   }
@@ -259,7 +270,24 @@ async function planResume(f: ParsedFlags): Promise<RunPlan> {
     run,
     cfg,
     changed: applyResumeChanges(f, cfg, outDir),
+    shard: resumedShard(f, run, outDir),
   };
+}
+
+/**
+ * The shard of a resumed run (its run.json's), or null for a whole run.
+ *
+ * @throws {UsageError} when `--shard` names another shard.
+ */
+function resumedShard(f: ParsedFlags, run: RunFile, outDir: string): ShardChoice | null {
+  const was = run.shard ? `${run.shard.index}/${run.shard.count}` : "none";
+  if (f.explicit.has("shard") && f.shard !== was) {
+    throw new UsageError(
+      `--shard ${f.shard} differs from the run in ${outDir} (shard ${was}); drop --shard to ` +
+        `resume it`,
+    );
+  }
+  return run.shard ? { index: run.shard.index, count: run.shard.count, source: "run.json" } : null;
 }
 
 /**
@@ -326,9 +354,9 @@ function teacherDataset(
  *
  * @throws {UsageError} when an explicit folder, or the resumed run's folder, no longer holds it.
  */
-async function openTestSet(
+export async function openTestSet(
   f: ParsedFlags,
-  plan: RunPlan,
+  plan: Pick<RunPlan, "run" | "outDir">,
   dataset: DatasetName,
 ): Promise<{ dir: string | null; testSet: Dataset | null }> {
   const recorded = plan.run?.data ?? null;
@@ -391,10 +419,18 @@ export async function main(args: string[]): Promise<number> {
     overrides: overridesFromFlags(f),
   });
   checkFitsTeacher(cfg, t.teacher, gpu.maxStorageBufferBindingSize);
+  const slice = plan.shard ? shardSlice(plan.shard, cfg.synthesis.samples) : null;
+  const batchSize = plan.run?.synthesis_batch_size ??
+    synthesisBatchSize(
+      cfg.synthesis.batchSize,
+      t.teacher,
+      slice?.images ?? cfg.synthesis.samples,
+      gpu,
+    );
   // 4. The real test set, for accuracy only.
   const test = await openTestSet(f, plan, t.dataset);
   // 5. The run, in its locked output folder.
-  return await runInFolder(f, plan, cfg, t, test, gpu.description);
+  return await runInFolder(f, plan, cfg, t, test, { adapter: gpu.description, slice, batchSize });
 }
 
 /** The teacher of a run, checked, with its dataset and the SHA-256 of its file. */
@@ -429,6 +465,13 @@ async function openTeacher(f: ParsedFlags, plan: RunPlan): Promise<OpenedTeacher
   return { teacher, metadata, sha, dataset };
 }
 
+/** How a run is made: its adapter, its shard's slice (or null) and its synthesis batch size. */
+interface RunShape {
+  adapter: string;
+  slice: ShardFile | null;
+  batchSize: number;
+}
+
 /**
  * Creates and locks the output folder, writes run.json, runs (or resumes) the run, and prints the
  * summary; the lock is released however it ends.
@@ -441,8 +484,9 @@ async function runInFolder(
   cfg: DfkdConfig,
   t: OpenedTeacher,
   test: { dir: string | null; testSet: Dataset | null },
-  adapter: string,
+  shape: RunShape,
 ): Promise<number> {
+  const { adapter, slice, batchSize } = shape;
   const { outDir, run, changed, teacherPath } = plan;
   try {
     await Deno.mkdir(outDir, { recursive: true });
@@ -461,10 +505,12 @@ async function runInFolder(
         teacher_sha256: t.sha,
         dataset: t.dataset,
         data: test.dir ? resolve(test.dir) : null,
+        synthesis_batch_size: batchSize,
+        ...(slice ? { shard: slice } : {}),
       });
     } else if (changed.length > 0) await writeRunFile(outDir, { ...run, config: cfg });
-    announce(plan, t, test, adapter);
-    const outcome = await runWithSignals(cfg, outDir, {
+    announce(plan, t, test, shape, cfg);
+    const ctx = {
       teacher: t.teacher,
       judge: t.judge,
       teacherName: teacherPath,
@@ -472,12 +518,21 @@ async function runInFolder(
       testSet: test.testSet,
       testSetDir: test.dir,
       adapter,
-    });
+      synthesisBatchSize: batchSize,
+    };
+    const outcome = await runWithSignals<RunOutcome | ShardOutcome>(
+      (hooks) => slice ? runShard(cfg, outDir, hooks, slice) : runDfkd(cfg, outDir, hooks),
+      ctx,
+    );
     if (outcome.stopped) {
       console.error(
         `interrupted: finished work is saved in ${outDir}; continue with --resume ${outDir}`,
       );
       return outcome.signal === "SIGTERM" ? 143 : 130;
+    }
+    if (!("metrics" in outcome)) {
+      printShardSummary(outcome.shard, outcome.seconds, cfg, outDir);
+      return 0;
     }
     warnTeacherAccuracy(outcome.metrics, t.metadata, t.dataset, test.dir);
     printSummary(outcome.metrics, cfg, t.teacher, outDir);
@@ -487,16 +542,29 @@ async function runInFolder(
   }
 }
 
-/** The lines printed before the run starts: adapter, teacher, output, resume, test set. */
+/**
+ * The lines printed before the run starts: adapter, teacher, output, synthesis batches, shard,
+ * resume, test set.
+ */
 function announce(
   plan: RunPlan,
   t: OpenedTeacher,
   test: { dir: string | null; testSet: Dataset | null },
-  adapter: string,
+  shape: RunShape,
+  cfg: DfkdConfig,
 ): void {
   const { outDir, run, changed, teacherPath } = plan;
+  const { adapter, slice, batchSize } = shape;
   console.error(`adapter: ${adapter}`);
   console.error(`teacher: ${teacherPath} (${t.teacher.arch}, ${t.dataset}); output: ${outDir}`);
+  const auto = cfg.synthesis.batchSize === "auto" ? " (--batch-size auto)" : "";
+  console.error(`synthesis batches: ${batchSize} images${auto}`);
+  if (slice && plan.shard) {
+    console.error(
+      `shard ${slice.index}/${slice.count} (from ${plan.shard.source}): images ${slice.first}…` +
+        `${slice.first + slice.images - 1} of ${cfg.synthesis.samples}; no distillation`,
+    );
+  }
   if (run) {
     console.error(
       `resuming the run in ${outDir}${changed.length ? `; changed: ${changed.join(", ")}` : ""}`,
@@ -543,15 +611,15 @@ function checkFitsTeacher(cfg: DfkdConfig, teacher: Sequential, maxBinding: numb
 }
 
 /**
- * Runs {@link runDfkd} with a progress bar per phase. Ctrl-C or SIGTERM finishes the step in
+ * Runs `runner` ({@link runDfkd} or {@link runShard}) with a progress bar per phase, given the
+ * context `ctx` plus progress and stop hooks. Ctrl-C or SIGTERM finishes the step in
  * progress, keeps finished batches and epochs, and returns `stopped`; a second signal exits at
  * once (the finished work is on disk already).
  */
-async function runWithSignals(
-  cfg: DfkdConfig,
-  outDir: string,
+export async function runWithSignals<T extends { stopped: boolean }>(
+  runner: (ctx: RunContext) => Promise<T>,
   ctx: Omit<RunContext, "onEvent" | "shouldStop">,
-): Promise<{ stopped: true; signal: string } | { stopped: false; metrics: RunMetrics }> {
+): Promise<{ stopped: true; signal: string } | Exclude<T, { stopped: true }>> {
   let signal: "SIGINT" | "SIGTERM" | null = null;
   const onSignal = (s: "SIGINT" | "SIGTERM") => () => {
     if (signal) Deno.exit(s === "SIGINT" ? 130 : 143);
@@ -572,7 +640,7 @@ async function runWithSignals(
       bar?.stop();
       barPhase = e.phase;
       bar = e.phase === "synthesis"
-        ? progressBar("synthesis   ", cfg.synthesis.samples, "samples")
+        ? progressBar("synthesis   ", e.samples, "samples")
         : progressBar("distillation", e.steps, "steps", e.resumed ? e.step : 0);
     }
     if (e.phase === "synthesis") {
@@ -580,12 +648,10 @@ async function runWithSignals(
     } else bar!.update(e.step, { loss: e.resumed ? "-" : e.loss }, e.resumed);
   };
   try {
-    const outcome = await runDfkd(cfg, outDir, {
-      ...ctx,
-      onEvent,
-      shouldStop: () => signal !== null,
-    });
-    return outcome.stopped ? { stopped: true, signal: signal ?? "SIGINT" } : outcome;
+    const outcome = await runner({ ...ctx, onEvent, shouldStop: () => signal !== null });
+    return outcome.stopped
+      ? { stopped: true, signal: signal ?? "SIGINT" }
+      : outcome as Exclude<T, { stopped: true }>;
   } finally {
     (bar as Progress | null)?.stop();
     Deno.removeSignalListener("SIGINT", sigint);
@@ -597,7 +663,7 @@ async function runWithSignals(
  * Warns when the teacher scores far below the accuracy its checkpoint records (more than 5
  * points), or below 50% when it records none: the test set is probably another dataset's.
  */
-function warnTeacherAccuracy(
+export function warnTeacherAccuracy(
   m: RunMetrics,
   metadata: Record<string, string>,
   dataset: DatasetName,
@@ -621,7 +687,12 @@ function warnTeacherAccuracy(
 }
 
 /** Prints the summary table of a finished run. */
-function printSummary(m: RunMetrics, cfg: DfkdConfig, teacher: Sequential, outDir: string): void {
+export function printSummary(
+  m: RunMetrics,
+  cfg: DfkdConfig,
+  teacher: Sequential,
+  outDir: string,
+): void {
   const pct = (x: number | null) => x === null ? "not measured" : `${(x * 100).toFixed(2)}%`;
   const adv = cfg.distillation.adversarial;
   const rows: [string, string][] = [
@@ -655,6 +726,18 @@ function printSummary(m: RunMetrics, cfg: DfkdConfig, teacher: Sequential, outDi
   const wk = Math.max(...rows.map((r) => r[0].length));
   console.log("");
   for (const [k, v] of rows) console.log(`${k.padEnd(wk)}  ${v}`);
+}
+
+/** Prints the summary of a finished shard. */
+function printShardSummary(s: ShardFile, seconds: number, cfg: DfkdConfig, outDir: string): void {
+  const rate = seconds > 0 ? (s.images * cfg.synthesis.iterations) / seconds : 0;
+  console.log("");
+  console.log(
+    `shard ${s.index}/${s.count}: images ${s.first}…${s.first + s.images - 1} of ` +
+      `${cfg.synthesis.samples} in ${outDir} (${seconds.toFixed(1)} s, ${rate.toFixed(0)} ` +
+      `sample-iterations/s)`,
+  );
+  console.log(`when all ${s.count} shards are finished: deno task merge DIR… --out OUT`);
 }
 
 /** One line of the summary: what the teacher makes of the transfer set. */

@@ -16,7 +16,7 @@ import {
   type SettingSpec,
 } from "../dfkd/settings.ts";
 import { ARCHITECTURES } from "../nn/models.ts";
-import type { FlagSpec, ParsedFlags } from "./flags.ts";
+import { flagArgument, type FlagSpec, type ParsedFlags } from "./flags.ts";
 
 const ON_OFF = ["on", "off"] as const;
 
@@ -63,6 +63,13 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
         SETTINGS.filter((s) => s.resumable).map((s) => `--${s.flag}`).join(", ")
       } may be changed for the work left).`,
   },
+  shard: {
+    type: "string",
+    defaultText: "$JOB_COMPLETION_INDEX of $DFKD_SHARD_COUNT, or the Slurm array task; else none",
+    help: "Make only shard i/n of the transfer set (a contiguous slice, the same images as in an " +
+      "unsharded run) in its own folder, and stop before distillation; `deno task merge` " +
+      "assembles the shards and distils (docs/sharding.md).",
+  },
   force: {
     type: "boolean",
     default: false,
@@ -85,6 +92,7 @@ function flagSpecOf(s: SettingSpec): FlagSpec {
     type: bool ? "string" : s.type,
     default: bool ? (s.default ? "on" : "off") : s.default,
     choices: bool ? ON_OFF : s.choices,
+    words: s.words,
     min: s.min,
     max: s.max,
     exclusiveMin: s.exclusiveMin,
@@ -142,7 +150,7 @@ export function asCliError(e: unknown): unknown {
  */
 export function flagTableMarkdown(): string {
   const rows = Object.entries(FLAGS).map(([name, s]) => {
-    const arg = s.type === "boolean" ? "" : ` ${s.choices ? s.choices.join("\\|") : s.type}`;
+    const arg = s.type === "boolean" ? "" : ` ${flagArgument(s).replaceAll("|", "\\|")}`;
     const cell = (x: string) => x.replaceAll("|", "\\|").replaceAll("<", "&lt;");
     const def = s.defaultText !== undefined
       ? cell(s.defaultText)

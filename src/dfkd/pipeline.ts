@@ -6,24 +6,28 @@
  * keep them), supply batches and an optimiser state kept earlier (so that a caller can resume),
  * and stop between steps.
  *
- * Seeding: batch `b` draws from `new Rng(seed).fork("synthesis-batch-b")`; the student is built
- * as `buildModel(student, seed + 1)`; epoch `e` of distillation draws from
+ * Seeding: image `i` of the transfer set draws from `new Rng(seed).fork("synthesis-image-i")`,
+ * whatever batch or shard it is made in (synthesis is batch invariant: `synthesis.ts`); the
+ * student is built as `buildModel(student, seed + 1)`; epoch `e` of distillation draws from
  * `new Rng(seed).fork("distill-epoch-e")`. Equal settings give equal bytes on one adapter,
- * whichever caller runs the stages and however often it was interrupted.
+ * whichever caller runs the stages, at whatever synthesis batch size, in however many shards,
+ * and however often it was interrupted.
  *
  * @module
  */
 
 import { NumericalError } from "../errors.ts";
 import type { Sequential } from "../nn/layers.ts";
+import type { Rng } from "../random.ts";
 import { buildModel } from "../nn/models.ts";
-import { Rng } from "../random.ts";
+import { gpuContext } from "../gpu/runtime.ts";
+import { synthesisBatchSize } from "./batch_size.ts";
 import { distill, type DistillProgress } from "./distill.ts";
 import type { TrainingState } from "../nn/checkpoint.ts";
 import type { DfkdConfig } from "./settings.ts";
 
 export type { DistillProgress };
-import { synthesizeTransferBatch, teacherFeatureModel } from "./transfer_set.ts";
+import { imageGenerators, synthesizeTransferBatch, teacherFeatureModel } from "./transfer_set.ts";
 
 /** One batch of the transfer set. */
 export interface TransferBatch {
@@ -45,7 +49,7 @@ export interface SynthesisStageProgress {
   iteration: number;
   /** Samples finished, counting the current batch pro rata (may be fractional). */
   samplesDone: number;
-  /** Transfer-set size N. */
+  /** Images this stage makes: the transfer-set size N, or the slice's size. */
   samples: number;
   /** Loss of the batch at this iteration, in nats. */
   loss: number;
@@ -71,11 +75,24 @@ export interface SynthesisHooks {
   shouldStop?: () => boolean;
 }
 
-/** What {@link synthesisStage} returns: the whole transfer set, or `null` when stopped. */
+/** Which images {@link synthesisStage} makes, and in what batches. */
+export interface SynthesisSlice {
+  /** Index of the first image in the transfer set (default 0). */
+  first?: number;
+  /** Images to make from `first` (default: the rest of `synthesis.samples`). */
+  count?: number;
+  /**
+   * Images per batch (default: `synthesis.batchSize`, `"auto"` resolved for this adapter by
+   * {@link synthesisBatchSize}). Changes the speed only: the images are the same at any size.
+   */
+  batchSize?: number;
+}
+
+/** What {@link synthesisStage} returns: the transfer set (or slice), or `null` when stopped. */
 export interface SynthesisStageResult {
-  /** Images `[N, 1, 32, 32]` in [0, 1]. */
+  /** Images `[count, 1, 32, 32]` in [0, 1]: images `first … first + count − 1`. */
   images: Float32Array;
-  /** Soft targets `[N, classes]`. */
+  /** Soft targets `[count, classes]`. */
   targets: Float32Array;
   /** Seconds of synthesis, stored batches' included. */
   seconds: number;
@@ -84,32 +101,39 @@ export interface SynthesisStageResult {
 }
 
 /**
- * Synthesises the transfer set of `cfg` from `teacher` (frozen here), batch by batch.
+ * Synthesises the transfer set of `cfg` from `teacher` (frozen here), or the slice of it that
+ * `slice` names, batch by batch. Image `i` is the same in any batch and any slice.
  *
  * @returns the images and soft targets, or `null` when `hooks.shouldStop` turned true.
  * @throws {NumericalError} when a batch's loss becomes NaN or infinite; the message names the
  *   batch, the loss's terms and the setting to lower.
  * @throws {RangeError} / {@link CheckpointError} when the layer gives no feature-space model.
+ * @throws {RangeError} when `slice` reaches outside `synthesis.samples`.
  */
 export async function synthesisStage(
   teacher: Sequential,
   cfg: DfkdConfig,
   hooks: SynthesisHooks = {},
+  slice: SynthesisSlice = {},
 ): Promise<SynthesisStageResult | null> {
   teacher.setTrainable(false);
   const s = cfg.synthesis;
+  const first = slice.first ?? 0;
+  const n = slice.count ?? s.samples - first;
+  if (!(first >= 0 && n >= 0 && first + n <= s.samples)) {
+    throw new RangeError(`images ${first}…${first + n - 1} are not all in 0…${s.samples - 1}`);
+  }
+  const bs = slice.batchSize ?? synthesisBatchSize(s.batchSize, teacher, n, gpuContext());
   const per = teacher.inputShape.reduce((a, b) => a * b, 1);
   const classes = teacher.shapes(1).at(-1)!.shape[1];
   const fm = await teacherFeatureModel(teacher, s);
-  const n = s.samples;
   const images = new Float32Array(n * per);
   const targets = new Float32Array(n * classes);
-  const batches = Math.ceil(n / s.batchSize);
-  const root = new Rng(cfg.seed);
+  const batches = Math.ceil(n / bs);
   let seconds = 0;
   for (let b = 0; b < batches; b++) {
-    const start = b * s.batchSize;
-    const bn = Math.min(s.batchSize, n - start);
+    const start = b * bs;
+    const bn = Math.min(bs, n - start);
     const report = (iteration: number, done: number, loss: number, fin: boolean, res = false) =>
       hooks.onProgress?.({
         batch: b,
@@ -132,7 +156,8 @@ export async function synthesisStage(
     if (!kept) {
       if (hooks.shouldStop?.()) return null;
       const t0 = performance.now();
-      res = await synthesizeBatchOf(teacher, fm, cfg, b, batches, bn, root, report, hooks);
+      const rngs = imageGenerators(cfg.seed, first + start, bn);
+      res = await synthesizeBatchOf(teacher, fm, cfg, b, batches, rngs, report, hooks);
       if (!res) return null;
       const took = (performance.now() - t0) / 1000;
       seconds += took;
@@ -152,20 +177,19 @@ async function synthesizeBatchOf(
   cfg: DfkdConfig,
   b: number,
   batches: number,
-  bn: number,
-  root: Rng,
+  rngs: Rng[],
   report: (iteration: number, done: number, loss: number, fin: boolean) => void,
   hooks: SynthesisHooks,
 ): Promise<TransferBatch | null> {
   const s = cfg.synthesis;
+  const bn = rngs.length;
   try {
     return await synthesizeTransferBatch(
       teacher,
       fm,
       s,
       cfg.logEvery,
-      bn,
-      root.fork(`synthesis-batch-${b}`),
+      rngs,
       (it, loss) => report(it, (bn * it) / Math.max(1, s.iterations), loss, false),
       hooks.shouldStop,
     );

@@ -26,7 +26,7 @@ import {
 
 export type { TransferSetStats };
 import { distillationStage, synthesisStage } from "./pipeline.ts";
-import { hasRun, RunFolder, type Shapes, writeRunFile } from "./run_folder.ts";
+import { hasRun, RunFolder, type Shapes, type ShardFile, writeRunFile } from "./run_folder.ts";
 import type { DfkdConfig } from "./settings.ts";
 
 export { DeviceLostError, RunFolderError } from "../errors.ts";
@@ -35,11 +35,13 @@ export {
   fileSha256,
   hasRun,
   isFinishedRun,
+  isFinishedShard,
   LOCK_FILE,
   lockRunFolder,
   readRunFile,
   RUN_ENTRIES,
   type RunFile,
+  type ShardFile,
   writeRunFile,
 } from "./run_folder.ts";
 
@@ -122,10 +124,20 @@ export interface RunContext {
    * {@link deviceLost}; tests pass their own to simulate a loss.
    */
   deviceLost?: () => string | null;
+  /**
+   * Images per synthesis batch: `synthesis.batchSize` as the run resolved it (recorded in
+   * run.json, so that a resume finds its batches). Default: resolved for this adapter.
+   */
+  synthesisBatchSize?: number;
 }
 
 /** Result of {@link runDfkd}: metrics when finished, or `stopped` after an interruption. */
 export type RunOutcome = { stopped: false; metrics: RunMetrics } | { stopped: true };
+
+/** Result of {@link runShard}: the finished shard, or `stopped` after an interruption. */
+export type ShardOutcome =
+  | { stopped: false; shard: ShardFile; seconds: number }
+  | { stopped: true };
 
 /** The synthesised (or reloaded) transfer set of a run. */
 interface Transfer {
@@ -148,11 +160,61 @@ interface Transfer {
  * @throws {RunFolderError} when a partial file does not fit the configuration.
  * @throws {CheckpointError} when the teacher's layer gives no feature-space model.
  */
-export async function runDfkd(
+export function runDfkd(
   cfg: DfkdConfig,
   outDir: string,
   ctx: RunContext,
 ): Promise<RunOutcome> {
+  return inRunFolder(cfg, outDir, ctx, async (folder, shouldStop, enter) => {
+    const transfer = await synthesize(cfg, folder, ctx, shouldStop);
+    if (!transfer) return null;
+    const stats = await checkTransferSet(cfg, transfer, ctx);
+    enter("distillation");
+    const student = await distillResumable(cfg, folder, ctx, transfer.images, shouldStop);
+    if (!student) return null;
+    const metrics = await finish(cfg, folder, ctx, transfer, stats, student);
+    return { stopped: false, metrics };
+  });
+}
+
+/**
+ * Runs (or resumes) one shard in `outDir`: synthesises only the slice `shard` of the transfer set
+ * of `cfg`, batch by batch, keeps it as the folder's `transfer-set.safetensors` (metadata
+ * `shard`, `first_image`) and writes `shard.json`; no distillation. The slice's images are those
+ * an unsharded run makes at the same indices.
+ *
+ * @throws the errors of {@link runDfkd}'s synthesis.
+ */
+export function runShard(
+  cfg: DfkdConfig,
+  outDir: string,
+  ctx: RunContext,
+  shard: ShardFile,
+): Promise<ShardOutcome> {
+  return inRunFolder(cfg, outDir, ctx, async (folder, shouldStop) => {
+    const transfer = await synthesize(cfg, folder, ctx, shouldStop, shard);
+    if (!transfer) return null;
+    await folder.finishShard({ ...shard, seconds: round(transfer.seconds) });
+    return { stopped: false, shard, seconds: transfer.seconds };
+  });
+}
+
+/**
+ * Opens the run folder `outDir` (writing run.json from `cfg` when absent) and runs `body` in it,
+ * which returns null when stopped. A stop caused by a device loss, or a failing GPU call after
+ * one, becomes a {@link DeviceLostError} naming the phase (`enter` sets it); errors after which
+ * finished work can be resumed carry `resumeDir`.
+ */
+async function inRunFolder<T>(
+  cfg: DfkdConfig,
+  outDir: string,
+  ctx: RunContext,
+  body: (
+    folder: RunFolder,
+    shouldStop: () => boolean,
+    enter: (phase: string) => void,
+  ) => Promise<T | null>,
+): Promise<T | { stopped: true }> {
   const folder = await RunFolder.open(outDir).catch((e) => {
     throw keptIn(e, outDir);
   });
@@ -165,20 +227,12 @@ export async function runDfkd(
   });
   const shouldStop = () => lostMessage() !== null || (ctx.shouldStop?.() ?? false);
   let phase = "synthesis";
-  const stopped = (): RunOutcome => {
+  try {
+    const out = await body(folder, shouldStop, (p) => phase = p);
+    if (out !== null) return out;
     const lost = lostMessage();
     if (lost !== null) throw deviceLostError(lost, phase, outDir);
     return { stopped: true };
-  };
-  try {
-    const transfer = await synthesize(cfg, folder, ctx, shouldStop);
-    if (!transfer) return stopped();
-    const stats = await checkTransferSet(cfg, transfer, ctx);
-    phase = "distillation";
-    const student = await distillResumable(cfg, folder, ctx, transfer.images, shouldStop);
-    if (!student) return stopped();
-    const metrics = await finish(cfg, folder, ctx, transfer, stats, student);
-    return { stopped: false, metrics };
   } catch (e) {
     // A failing GPU call after a device loss is reported as the loss, not as its symptom.
     const lost = lostMessage();
@@ -186,6 +240,27 @@ export async function runDfkd(
       throw deviceLostError(lost, phase, outDir);
     }
     throw keptIn(e, outDir);
+  } finally {
+    folder.close();
+  }
+}
+
+/**
+ * Keeps a transfer set made elsewhere (the assembled slices of shards) in the run folder `outDir`
+ * as a finished synthesis does (`transfer-set.safetensors`, `samples.png`, the synthesis time), so
+ * that {@link runDfkd} there goes straight to its check and distillation.
+ *
+ * @throws {DiskFullError} when the disk is full.
+ */
+export async function storeTransferSet(
+  outDir: string,
+  teacher: Sequential,
+  cfg: DfkdConfig,
+  set: { images: Float32Array; targets: Float32Array; seconds: number; layer: string },
+): Promise<void> {
+  const folder = await RunFolder.open(outDir);
+  try {
+    await folder.saveTransferSet(set, cfg, shapesOf(teacher));
   } finally {
     folder.close();
   }
@@ -204,19 +279,24 @@ function shapesOf(teacher: Sequential): Shapes {
   return { image: teacher.inputShape, classes: teacher.shapes(1).at(-1)!.shape[1] };
 }
 
-/** Synthesis, batch by batch, each kept in `partial/`; or the finished transfer set reloaded. */
+/**
+ * Synthesis, batch by batch, each kept in `partial/`; or the finished transfer set reloaded. With
+ * `shard`, only its slice.
+ */
 async function synthesize(
   cfg: DfkdConfig,
   folder: RunFolder,
   ctx: RunContext,
   shouldStop: () => boolean,
+  shard?: ShardFile,
 ): Promise<Transfer | null> {
   const shapes = shapesOf(ctx.teacher);
-  const kept = await folder.transferSet(cfg.synthesis.samples, shapes);
+  const kept = await folder.transferSet(shard?.images ?? cfg.synthesis.samples, shapes);
   if (kept) {
     ctx.onEvent?.({ phase: "message", text: `transfer set loaded from ${kept.path}` });
     return kept;
   }
+  const slice = { first: shard?.first, count: shard?.images, batchSize: ctx.synthesisBatchSize };
   const set = await synthesisStage(ctx.teacher, cfg, {
     stored: (b, n) => folder.storedBatch(b, n, shapes),
     onBatch: (b, res, seconds) => folder.saveBatch(b, res, seconds, shapes),
@@ -231,9 +311,12 @@ async function synthesize(
         resumed: p.resumed,
       });
     },
-  });
+  }, slice);
   if (!set) return null;
-  await folder.saveTransferSet(set, cfg, shapes);
+  const extra: Record<string, string> = shard
+    ? { shard: `${shard.index}/${shard.count}`, first_image: String(shard.first) }
+    : {};
+  await folder.saveTransferSet(set, cfg, shapes, extra);
   return set;
 }
 

@@ -14,7 +14,10 @@
  * - `samples.png`: one row per class (by soft-target argmax);
  * - `student.safetensors`: the distilled student;
  * - `losses.csv`: every logged loss (a resumed run appends);
- * - `metrics.json`: written last; its presence marks a finished run.
+ * - `metrics.json`: written last; its presence marks a finished run;
+ * - `shard.json`: instead of the student and metrics, in the folder of a shard (a run that makes
+ *   one slice of the transfer set and stops before distillation): written last, its presence
+ *   marks a finished shard ({@link ShardFile}).
  *
  * @module
  */
@@ -51,6 +54,22 @@ export interface RunFile {
   dataset: string;
   /** Folder of the real test set the run was started with (absolute), or null for none. */
   data?: string | null;
+  /** The synthesis batch size the run uses (`synthesis.batchSize` resolved), kept for resuming. */
+  synthesis_batch_size?: number;
+  /** For a shard: which slice of the transfer set it makes; absent for a whole run. */
+  shard?: ShardFile;
+}
+
+/** Which slice of the transfer set a shard makes: images `first … first + images − 1`. */
+export interface ShardFile {
+  /** The shard's index, 0-based. */
+  index: number;
+  /** Shards in all. */
+  count: number;
+  /** Index of its first image. */
+  first: number;
+  /** Images it makes. */
+  images: number;
 }
 
 /** Files and folders a run writes into its output folder (what starting over removes). */
@@ -61,15 +80,21 @@ export const RUN_ENTRIES: readonly string[] = [
   "samples.png",
   "losses.csv",
   "run.json",
+  "shard.json",
   "partial",
 ];
 
 /** The lock file that marks a folder as being written by a running process. */
 export const LOCK_FILE = "run.lock";
 
-/** Whether `dir` holds a finished run (`metrics.json`). */
-export function isFinishedRun(dir: string): Promise<boolean> {
-  return exists(join(dir, "metrics.json"));
+/** Whether `dir` holds a finished run (`metrics.json`) or a finished shard (`shard.json`). */
+export async function isFinishedRun(dir: string): Promise<boolean> {
+  return await exists(join(dir, "metrics.json")) || await isFinishedShard(dir);
+}
+
+/** Whether `dir` holds a finished shard (`shard.json`). */
+export function isFinishedShard(dir: string): Promise<boolean> {
+  return exists(join(dir, "shard.json"));
 }
 
 /** Whether `dir` holds a run, finished or not (`run.json`). */
@@ -304,7 +329,7 @@ export class RunFolder {
     );
   }
 
-  /** The finished transfer set of `n` images and its synthesis time, or null. */
+  /** The finished transfer set (or shard's slice) of `n` images and its synthesis time, or null. */
   async transferSet(n: number, shapes: Shapes) {
     const path = join(this.dir, "transfer-set.safetensors");
     if (!(await exists(path))) return null;
@@ -333,16 +358,17 @@ export class RunFolder {
   }
 
   /**
-   * Keeps the finished transfer set: the time first, the picture next, the transfer set last (its
-   * presence marks synthesis as finished; it holds no timing, so equal settings give equal bytes);
-   * then the batches are removed.
+   * Keeps the finished transfer set (or a shard's slice of it): the time first, the picture next,
+   * the transfer set last (its presence marks synthesis as finished; it holds no timing, so equal
+   * settings give equal bytes); then the batches are removed. `extra` is added to its metadata.
    */
   async saveTransferSet(
     set: { images: Float32Array; targets: Float32Array; seconds: number; layer: string },
     cfg: DfkdConfig,
     shapes: Shapes,
+    extra: Record<string, string> = {},
   ): Promise<void> {
-    const n = cfg.synthesis.samples;
+    const n = set.targets.length / shapes.classes;
     await writeFileAtomic(this.timePath, JSON.stringify({ seconds: set.seconds }) + "\n");
     await this.writeSamples(set.images, set.targets, n, shapes);
     await saveSafetensors(join(this.dir, "transfer-set.safetensors"), {
@@ -354,9 +380,12 @@ export class RunFolder {
       sigma: String(cfg.synthesis.sigma),
       tau: String(cfg.synthesis.tau),
       seed: String(cfg.seed),
+      ...extra,
     });
-    for (let b = 0; b < Math.ceil(n / cfg.synthesis.batchSize); b++) {
-      await Deno.remove(this.batchFile(b)).catch(() => {});
+    for await (const e of Deno.readDir(this.partial)) {
+      if (/^synth-\d+\.safetensors$/.test(e.name)) {
+        await Deno.remove(join(this.partial, e.name)).catch(() => {});
+      }
     }
   }
 
@@ -391,6 +420,12 @@ export class RunFolder {
   /** Keeps the student and its optimiser state after a finished epoch. */
   async saveStudentState(student: Sequential, state: TrainingState, seconds: number) {
     await saveTrainingState(this.studentPath, student, state, { seconds: String(seconds) });
+  }
+
+  /** Writes `shard.json` (the mark of a finished shard) and removes `partial/`. */
+  async finishShard(shard: ShardFile & { seconds: number }): Promise<void> {
+    await writeFileAtomic(join(this.dir, "shard.json"), JSON.stringify(shard, null, 2) + "\n");
+    await Deno.remove(this.partial, { recursive: true }).catch(() => {});
   }
 
   /** Writes `metrics.json` (the mark of a finished run) and removes `partial/`. */

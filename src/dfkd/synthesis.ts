@@ -1,8 +1,16 @@
 /**
  * Transfer-set synthesis (Wang, AAAI 2021, §3, step 3): noise images `x̂` are optimised with Adam
  * through the frozen teacher to minimise
- * `(1/n) Σ_i KL(y_soft_i ‖ softmax(teacher(x̂_i)/τ)) + λ_a · L_a(conv1(x̂)) + λ_tv · TV(x̂)`,
+ * `Σ_i [KL(y_soft_i ‖ softmax(teacher(x̂_i)/τ)) + λ_a · L_a(conv1(x̂_i)) + λ_tv · TV(x̂_i)]`,
  * pixels clamped to [0, 1] after every step.
+ *
+ * Batch invariance: each image is optimised on its own, so its result does not depend on the
+ * batch it is in or on the batch size. The loss is the sum of per-image terms (not the batch
+ * mean), so the gradient each image's pixels get, and hence Adam's step, is the same whatever the
+ * batch size; each image has its own generator for its initial noise and its jitter and flip
+ * draws; and the kernels compute each image's rows in an order that does not depend on N. The
+ * paper's `(1/n)` mean differs from this sum by a constant factor, which Adam's update ignores
+ * (up to its ε).
  *
  * Each iteration is queued GPU work (forward, backward to the pixels only, Adam+clamp): nothing is
  * read back except the loss every `logEvery` iterations.
@@ -15,13 +23,14 @@ import {
   add,
   conv2d,
   klDivLoss,
-  shift2d,
+  shift2dPerImage,
   totalVariation,
 } from "../autograd/functions.ts";
 import { noGrad, Tape } from "../autograd/tape.ts";
 import type { Sequential } from "../nn/layers.ts";
 import type { ActivationNorm } from "../ops/loss.ts";
 import { adamStep } from "../ops/optim.ts";
+import type { ImageShift } from "../ops/shift.ts";
 import type { Rng } from "../random.ts";
 import { Tensor, tidy } from "../tensor.ts";
 import { NumericalError } from "../errors.ts";
@@ -81,7 +90,7 @@ export function gaussianKernel(s: number): { data: Float32Array; size: number } 
 /** A logged synthesis loss. */
 export interface SynthesisLog {
   iteration: number;
-  /** Total loss `KL + λ_a L_a + λ_tv TV`. */
+  /** Total loss `KL + λ_a L_a + λ_tv TV` per image (the batch's sum divided by n). */
   loss: number;
 }
 
@@ -92,55 +101,88 @@ export interface SynthesisResult {
 }
 
 /**
- * Optimises `n` noise images toward the soft targets `targets: [n, classes]`. Returns `null` when
- * `shouldStop` turned true (checked before each iteration).
+ * The generator of each of `n` images: `rng` itself when it is one per image, else
+ * `rng.fork("image-i")` for image i.
+ */
+function perImage(rng: Rng | readonly Rng[], n: number): readonly Rng[] {
+  if (!Array.isArray(rng)) {
+    return Array.from({ length: n }, (_, i) => (rng as Rng).fork(`image-${i}`));
+  }
+  if (rng.length !== n) {
+    throw new RangeError(`synthesizeBatch: ${rng.length} generators for ${n} images`);
+  }
+  return rng;
+}
+
+/** Each image's initial noise `U(0, 1)`, drawn from its generator's `pixels` fork. */
+function initialPixels(rngs: readonly Rng[], per: number): Float32Array {
+  const init = new Float32Array(rngs.length * per);
+  rngs.forEach((r, i) => r.fork("pixels").fillUniform(init.subarray(i * per, (i + 1) * per), 0, 1));
+  return init;
+}
+
+/**
+ * This iteration's shift of each image, drawn from its own `jitter` stream (dy, dx uniform in
+ * [−jitter, jitter], then a flip with probability 1/2 when `flip`), or null when nothing moves.
+ */
+function drawShifts(streams: readonly Rng[], jitter: number, flip: boolean): ImageShift[] | null {
+  if (jitter <= 0 && !flip) return null;
+  return streams.map((r) => {
+    const dy = jitter > 0 ? r.int(2 * jitter + 1) - jitter : 0;
+    const dx = jitter > 0 ? r.int(2 * jitter + 1) - jitter : 0;
+    return { dy, dx, flip: flip && r.uniform() < 0.5 };
+  });
+}
+
+/**
+ * Optimises `n` noise images toward the soft targets `targets: [n, classes]`. `rng` is one
+ * generator per image (image i's initial noise comes from `rng[i].fork("pixels")`, its jitter and
+ * flips from `rng[i].fork("jitter")`), or one generator whose `fork("image-i")` is image i's.
+ * Returns `null` when `shouldStop` turned true (checked before each iteration).
  *
  * @throws {NumericalError} when the loss becomes NaN or infinite.
+ * @throws {RangeError} when `rng` is an array without one generator per image.
  */
 export async function synthesizeBatch(
   teacher: Sequential,
   targets: Tensor,
-  rng: Rng,
+  rng: Rng | readonly Rng[],
   opts: SynthesisOptions,
   onLog?: (log: SynthesisLog) => void,
   shouldStop?: () => boolean,
 ): Promise<SynthesisResult | null> {
   const n = targets.shape[0];
   const shape = [n, ...teacher.inputShape];
-  const init = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  rng.fillUniform(init, 0, 1);
-  const x = Tensor.from(init, shape);
+  const rngs = perImage(rng, n);
+  const x = Tensor.from(initialPixels(rngs, shape.slice(1).reduce((a, b) => a * b, 1)), shape);
   x.requiresGrad = true;
   const m = Tensor.zeros(shape);
   const v = Tensor.zeros(shape);
   const capture = opts.lambdaAct > 0 ? ["conv1"] : [];
-  const jitter = opts.jitter ?? 0;
   const lambdaTv = opts.lambdaTv ?? 0;
   const smooth = opts.smooth ?? 0;
   const kernel = smooth > 0 ? gaussianKernel(smooth) : null;
   const g = kernel ? Tensor.from(kernel.data, [1, 1, kernel.size, kernel.size]) : null;
   const image = (z: Tensor) => g ? conv2d(z, g, null, { padding: (kernel!.size - 1) / 2 }) : z;
-  const jitterRng = rng.fork("jitter");
+  const jitterRngs = rngs.map((r) => r.fork("jitter"));
   let last = NaN;
   try {
     for (let it = 1; it <= opts.iterations; it++) {
       if (shouldStop?.()) return null;
       const report = it % opts.logEvery === 0 || it === opts.iterations;
-      const dy = jitter > 0 ? jitterRng.int(2 * jitter + 1) - jitter : 0;
-      const dx = jitter > 0 ? jitterRng.int(2 * jitter + 1) - jitter : 0;
-      const flip = opts.flip === true && jitterRng.uniform() < 0.5;
+      const shifts = drawShifts(jitterRngs, opts.jitter ?? 0, opts.flip === true);
       const loss = tidy(() => {
         const tape = new Tape();
         const loss = tape.run(() => {
           const xi = image(x);
-          const input = dy !== 0 || dx !== 0 || flip ? shift2d(xi, dy, dx, flip) : xi;
+          const input = shifts ? shift2dPerImage(xi, shifts) : xi;
           const { y, captured } = teacher.run(input, { capture });
-          let loss = klDivLoss(targets, y, opts.tau);
+          let loss = klDivLoss(targets, y, opts.tau, "sum");
           if (opts.lambdaAct > 0) {
-            const act = activationLoss(captured.get("conv1")!, opts.actNorm);
+            const act = activationLoss(captured.get("conv1")!, opts.actNorm, "sum");
             loss = add(loss, act, 1, opts.lambdaAct);
           }
-          if (lambdaTv > 0) loss = add(loss, totalVariation(xi), 1, lambdaTv);
+          if (lambdaTv > 0) loss = add(loss, totalVariation(xi, "sum"), 1, lambdaTv);
           return loss;
         });
         const g = tape.backward(loss, [x]).get(x)!;
@@ -148,7 +190,7 @@ export async function synthesizeBatch(
         return report ? loss : undefined;
       });
       if (loss) {
-        last = (await loss.read())[0];
+        last = (await loss.read())[0] / n;
         loss.dispose();
         if (!Number.isFinite(last)) {
           throw new NumericalError(

@@ -11,7 +11,7 @@ import { CheckpointError, SettingError } from "../errors.ts";
 import { checkNonZeroWeights } from "../nn/checkpoint.ts";
 import type { HostTensor } from "../nn/safetensors.ts";
 import { softmax } from "../ops/softmax.ts";
-import type { Rng } from "../random.ts";
+import { Rng } from "../random.ts";
 import { Tensor, tidy } from "../tensor.ts";
 import type { SynthesisSettings } from "./settings.ts";
 import { buildFeatureModel, type FeatureModel, sampleFeatures } from "./feature_model.ts";
@@ -19,13 +19,22 @@ import { softTargets } from "./soft_targets.ts";
 import { synthesizeBatch } from "./synthesis.ts";
 
 /**
- * One batch of the transfer set: sample `n` pre-activations of the feature model's layer, turn
- * them into soft targets at τ, and optimise noise images toward them (Wang, AAAI 2021, §3,
- * steps 1–3). With no feature model (the `noise` baseline) the images are unoptimised uniform
- * noise labelled by the teacher at τ.
+ * The generators of images `first … first + n − 1` of the transfer set of seed `seed`: image i's
+ * is `new Rng(seed).fork("synthesis-image-i")`, whatever batch or shard it is synthesised in.
+ */
+export function imageGenerators(seed: number, first: number, n: number): Rng[] {
+  const root = new Rng(seed);
+  return Array.from({ length: n }, (_, j) => root.fork(`synthesis-image-${first + j}`));
+}
+
+/**
+ * One batch of the transfer set: sample one pre-activation of the feature model's layer per
+ * image, turn them into soft targets at τ, and optimise noise images toward them (Wang, AAAI
+ * 2021, §3, steps 1–3). With no feature model (the `noise` baseline) the images are unoptimised
+ * uniform noise labelled by the teacher at τ.
  *
- * Random draws come from `rng.fork("features")` and `rng.fork("pixels")`, so a batch is
- * reproducible from its own generator (the run forks one per batch from the seed).
+ * Image j's random draws come from its own generator `rngs[j]` (its `features`, `pixels` and
+ * `jitter` forks; see {@link imageGenerators}), so an image is the same in any batch.
  *
  * @returns images `[n, ...inputShape]` in [0, 1], soft targets `[n, classes]` and the final
  *   loss; `null` when `shouldStop` turned true.
@@ -36,15 +45,16 @@ export async function synthesizeTransferBatch(
   fm: FeatureModel | null,
   cfg: SynthesisSettings,
   logEvery: number,
-  n: number,
-  rng: Rng,
+  rngs: readonly Rng[],
   onLog: (iteration: number, loss: number) => void,
   shouldStop?: () => boolean,
 ): Promise<{ images: Float32Array; targets: Float32Array; loss: number } | null> {
+  const n = rngs.length;
   if (!fm) {
     // The `noise` baseline: unoptimised uniform noise, labelled by the teacher at τ.
-    const images = new Float32Array(n * teacher.inputShape.reduce((a, b) => a * b, 1));
-    rng.fillUniform(images, 0, 1);
+    const per = teacher.inputShape.reduce((a, b) => a * b, 1);
+    const images = new Float32Array(n * per);
+    rngs.forEach((r, j) => r.fork("pixels").fillUniform(images.subarray(j * per, (j + 1) * per)));
     const probs = tidy(() =>
       noGrad(() =>
         softmax(teacher.forward(Tensor.from(images, [n, ...teacher.inputShape])), cfg.tau)
@@ -54,13 +64,14 @@ export async function synthesizeTransferBatch(
     probs.dispose();
     return { images, targets, loss: 0 };
   }
-  const samples = sampleFeatures(fm, n, rng.fork("features"));
+  const samples = new Float32Array(n * fm.k);
+  rngs.forEach((r, j) => samples.set(sampleFeatures(fm, 1, r.fork("features")), j * fm.k));
   const y = softTargets(teacher, fm.layer, samples, n, cfg.tau);
   try {
     const res = await synthesizeBatch(
       teacher,
       y,
-      rng.fork("pixels"),
+      rngs,
       { ...cfg, logEvery },
       (l) => onLog(l.iteration, l.loss),
       shouldStop,

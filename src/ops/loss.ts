@@ -80,6 +80,13 @@ export interface LossResult {
   grad: Tensor;
 }
 
+/**
+ * How a loss combines its samples: `"mean"` over the batch (the default), or `"sum"` of the
+ * per-sample terms, whose gradient for one sample does not depend on the batch size N (synthesis
+ * optimises each image on its own, so its result must not depend on the batch it was in).
+ */
+export type LossReduction = "mean" | "sum";
+
 /** Normalisation of {@link activationLoss}. */
 export type ActivationNorm = "sample-l1" | "element-mean";
 
@@ -121,20 +128,28 @@ function rowLoss(
 }
 
 /**
- * Synthesis loss of Wang (AAAI 2021): `mean_n KL(p_n ‖ softmax(z_n / tau))`, with `0·log 0 = 0`.
- * Gradient w.r.t. `z`: `(Σ_k p_nk · softmax(z_n/tau) - p_n) / (N·tau)`, which is
- * `(q_n - p_n) / (N·tau)` for target rows that sum to 1.
+ * Synthesis loss of Wang (AAAI 2021): `mean_n KL(p_n ‖ softmax(z_n / tau))`, with `0·log 0 = 0`
+ * (or `Σ_n KL(…)` with `reduction` `"sum"`). Gradient w.r.t. `z`:
+ * `(Σ_k p_nk · softmax(z_n/tau) - p_n) / (N·tau)`, which is `(q_n - p_n) / (N·tau)` for target
+ * rows that sum to 1 (without the `1/N` for `"sum"`).
  *
  * @param p target distributions `[N, K]` (rows sum to 1; zeros allowed).
  * @param z logits `[N, K]`.
  * @param tau temperature (> 0).
+ * @param reduction `"mean"` (default) or `"sum"` over the N rows.
  * @returns loss `[1]` and `dloss/dz` `[N, K]`.
  * @throws {RangeError} when `p` or `z` is not a non-empty f32 `[N, K]` matrix, their shapes
  * differ, or `tau` is not positive and finite.
  */
-export function klDivLoss(p: Tensor, z: Tensor, tau: number): LossResult {
+export function klDivLoss(
+  p: Tensor,
+  z: Tensor,
+  tau: number,
+  reduction: LossReduction = "mean",
+): LossResult {
   checkTemperature("klDivLoss", tau);
   const [n, k] = checkPair("klDivLoss", "p", p, "z", z);
+  if (reduction === "sum") return rowLoss(KL_DIV, z, p, n, k, tau, 1 / tau, 1);
   return rowLoss(KL_DIV, z, p, n, k, tau, 1 / (n * tau), 1 / n);
 }
 
@@ -234,21 +249,29 @@ export function crossEntropyLoss(z: Tensor, labels: Tensor): LossResult {
  * - `"sample-l1"`: `-(1/N) Σ_n ‖a_n‖₁` (the paper's form; scales with the feature size);
  * - `"element-mean"`: `-(1/numel) Σ |a|`.
  *
- * Gradient: `-sign(a) / N` or `-sign(a) / numel` (0 where `a = 0`).
+ * Gradient: `-sign(a) / N` or `-sign(a) / numel` (0 where `a = 0`). With `reduction` `"sum"`
+ * the per-sample terms are summed instead: `-Σ_n ‖a_n‖₁` and `-Σ_n ‖a_n‖₁ / numel(a_n)`, with
+ * gradients `-sign(a)` and `-sign(a) / numel(a_n)`, independent of N.
  *
  * @param a activations, f32, at least one dimension, non-empty.
  * @param norm the normalisation.
+ * @param reduction `"mean"` (default) or `"sum"` over the N samples.
  * @returns loss `[1]` and `dL_a/da` shaped like `a`.
  * @throws {RangeError} when `a` is empty, not f32, or `norm` is unknown.
  */
-export function activationLoss(a: Tensor, norm: ActivationNorm): LossResult {
+export function activationLoss(
+  a: Tensor,
+  norm: ActivationNorm,
+  reduction: LossReduction = "mean",
+): LossResult {
   if (a.shape.length === 0 || a.size === 0) {
     throw new RangeError(`activationLoss: a must be a non-empty [N, ...] tensor, got [${a.shape}]`);
   }
   checkDtype("activationLoss", "a", a);
+  const samples = reduction === "sum" ? 1 : a.shape[0];
   let scale: number;
-  if (norm === "sample-l1") scale = 1 / a.shape[0];
-  else if (norm === "element-mean") scale = 1 / a.size;
+  if (norm === "sample-l1") scale = 1 / samples;
+  else if (norm === "element-mean") scale = 1 / (a.size / a.shape[0] * samples);
   else throw new RangeError(`activationLoss: unknown norm "${norm}"`);
   const wgs = groups(a.size, 256 * CHUNK);
   const slots = wgs * 256;
@@ -265,17 +288,18 @@ export function activationLoss(a: Tensor, norm: ActivationNorm): LossResult {
 
 /**
  * Anisotropic total variation of images `x: [N, C, H, W]` (the image prior of Mahendran &
- * Vedaldi, 2015, used by DeepInversion), the batch mean of each image's mean absolute difference
- * between vertical and between horizontal neighbours:
- * `TV = Σ|x[r+1,c] − x[r,c]| / (N·C·(H−1)·W) + Σ|x[r,c+1] − x[r,c]| / (N·C·H·(W−1))`
- * (a term is 0 when its dimension is 1). Gradient: the signs of the differences, with those
+ * Vedaldi, 2015, used by DeepInversion): each image's mean absolute difference between vertical
+ * and between horizontal neighbours, `TV_n = Σ|x[r+1,c] − x[r,c]| / (C·(H−1)·W) +
+ * Σ|x[r,c+1] − x[r,c]| / (C·H·(W−1))` (a term is 0 when its dimension is 1), averaged over the
+ * batch (or summed with `reduction` `"sum"`). Gradient: the signs of the differences, with those
  * scales (`sign(0) = 0`).
  *
  * @param x images, f32 NCHW, non-empty.
+ * @param reduction `"mean"` (default) or `"sum"` over the N images.
  * @returns loss `[1]` and `dTV/dx` shaped like `x`.
  * @throws {RangeError} when `x` is not a non-empty f32 4-D tensor.
  */
-export function totalVariation(x: Tensor): LossResult {
+export function totalVariation(x: Tensor, reduction: LossReduction = "mean"): LossResult {
   if (x.shape.length !== 4 || x.size === 0) {
     throw new RangeError(
       `totalVariation: x must be a non-empty [N, C, H, W] tensor, got [${x.shape}]`,
@@ -283,16 +307,13 @@ export function totalVariation(x: Tensor): LossResult {
   }
   checkDtype("totalVariation", "x", x);
   const [n, c, h, w] = x.shape;
+  const images = reduction === "sum" ? 1 : n;
   const rows = n * c * h;
   const grad = Tensor.empty(x.shape);
   const part = Tensor.empty([rows]);
-  const sy = h > 1 ? 1 / (n * c * (h - 1) * w) : 0;
-  const sx = w > 1 ? 1 / (n * c * h * (w - 1)) : 0;
-  dispatch(
-    TOTAL_VARIATION,
-    [x.buffer, grad.buffer, part.buffer],
-    { rows, h, w, sy, sx },
-    groups(rows, 64),
-  );
+  const sy = h > 1 ? 1 / (images * c * (h - 1) * w) : 0;
+  const sx = w > 1 ? 1 / (images * c * h * (w - 1)) : 0;
+  const uniforms = { rows, h, w, sy, sx };
+  dispatch(TOTAL_VARIATION, [x.buffer, grad.buffer, part.buffer], uniforms, groups(rows, 64));
   return { loss: reduceInto(part, rows, 1), grad };
 }

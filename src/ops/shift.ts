@@ -1,5 +1,6 @@
 /**
- * Circular image shifts with optional horizontal flip (synthesis jitter), and their inverse.
+ * Circular image shifts with optional horizontal flip (synthesis jitter), and their inverse: one
+ * shift for the whole batch ({@link shift2d}), or one per image ({@link shift2dPerImage}).
  *
  * @module
  */
@@ -21,6 +22,8 @@ const SHIFT = {
     ["flip", "u32"],
   ]),
 };
+
+const SHIFT_PER_IMAGE = { ...SHIFT, name: "shift2d.per_image", entryPoint: "per_image" };
 
 const mod = (a: number, m: number) => ((a % m) + m) % m;
 
@@ -59,5 +62,66 @@ function gather(x: Tensor, h: number, w: number, ay: number, ax: number, flip: b
     { n: x.size, h, w, ay, ax, flip: flip ? 1 : 0 },
     groups(x.size, 256),
   );
+  return out;
+}
+
+/** The shift of one image: down by `dy`, right by `dx` (wrapping), after a mirror when `flip`. */
+export interface ImageShift {
+  /** Rows down (any integer; taken mod H). */
+  dy: number;
+  /** Columns right (any integer; taken mod W). */
+  dx: number;
+  /** Mirror the columns first. */
+  flip: boolean;
+}
+
+/**
+ * {@link shift2d} with each image's own shift: image `n` of x ([N, C, H, W]) is moved by
+ * `shifts[n]`. One dispatch; the offsets travel in a small `[N, 3]` u32 buffer.
+ *
+ * @throws {RangeError} when x is not 4-D or `shifts` does not hold one shift per image.
+ */
+export function shift2dPerImage(x: Tensor, shifts: readonly ImageShift[]): Tensor {
+  checkRank4("shift2dPerImage", "x", x.shape, true);
+  const [, , h, w] = x.shape;
+  return gatherPerImage(x, shifts, (s) => [mod(-s.dy, h), mod(-s.dx, w)]);
+}
+
+/**
+ * The backward pass of {@link shift2dPerImage}: each image's inverse permutation applied to `gy`
+ * ([N, C, H, W]).
+ *
+ * @throws {RangeError} when gy is not 4-D or `shifts` does not hold one shift per image.
+ */
+export function shift2dPerImageBackward(gy: Tensor, shifts: readonly ImageShift[]): Tensor {
+  checkRank4("shift2dPerImageBackward", "gy", gy.shape, true);
+  const [, , h, w] = gy.shape;
+  return gatherPerImage(gy, shifts, (s) => [mod(s.dy, h), s.flip ? mod(-s.dx, w) : mod(s.dx, w)]);
+}
+
+function gatherPerImage(
+  x: Tensor,
+  shifts: readonly ImageShift[],
+  offsets: (s: ImageShift) => [number, number],
+): Tensor {
+  const [n, c, h, w] = x.shape;
+  if (shifts.length !== n) {
+    throw new RangeError(`shift2dPerImage: ${shifts.length} shifts for ${n} images`);
+  }
+  const out = Tensor.empty(x.shape);
+  if (x.size === 0) return out;
+  const offs = new Uint32Array(3 * n);
+  shifts.forEach((s, i) => {
+    const [ay, ax] = offsets(s);
+    offs.set([ay, ax, s.flip ? 1 : 0], 3 * i);
+  });
+  const t = Tensor.from(offs, [n, 3]);
+  dispatch(
+    SHIFT_PER_IMAGE,
+    [x.buffer, out.buffer, t.buffer],
+    { n: x.size, h, w, ay: c * h * w, ax: 0, flip: 0 },
+    groups(x.size, 256),
+  );
+  t.dispose(); // queued work keeps its order; the pool may hand the buffer out again safely
   return out;
 }
