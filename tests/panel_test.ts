@@ -39,7 +39,7 @@ Deno.test("a panel teacher distils through the CLI with a judge of the same data
       "--teacher",
       PANEL("mnist-adam"),
       "--judge",
-      PANEL("mnist-he"),
+      PANEL("mnist-cosine-shift"),
       "--data",
       data,
       "--out",

@@ -5,7 +5,7 @@
 (`--ls`) or FGSM adversarial training (`--adv`, ε in pixel units); `distill` runs the soft-target
 synthesis and distillation of `dfkd_torch.py distill` with optional class-balanced targets
 (`--balance`), a total-variation prior (`--tv`), jitter between synthesis steps (`--jitter`), a
-range of σ (`--sigma-max`), low-frequency initial noise (`--init lowfreq`), CutMix (`--cutmix`, a
+range of σ (`--sigma-max`), the blurred pixel parametrisation (`--smooth`, σ in pixels), low-frequency initial noise (`--init lowfreq`), CutMix (`--cutmix`, a
 probability per batch), a weight average of the student (`--ema`, decay per step), adversarial
 exploration in distillation (`--adv-steps` signed-gradient ascent steps of `--adv-alpha` on the
 KL between teacher and student, on the first `--adv-frac` of each augmented batch, through both
@@ -24,6 +24,7 @@ Run on 2 threads. Needs torch and numpy (Debian: python3-torch).
 import argparse
 import hashlib
 import json
+import math
 import os
 import time
 
@@ -34,10 +35,19 @@ from dfkd_torch import (accuracy, augment, cosine, forward, lenet, load_safetens
                         save_safetensors)
 
 
+def gaussian(s):
+    """A normalised [1, 1, k, k] Gaussian kernel of σ `s` pixels, k = 2·ceil(2s)+1 (as synthesis.ts)."""
+    r = math.ceil(2 * s)
+    g = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * s * s))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
 def synthesize(a, t):
     """The transfer set (images, soft targets), seeded by --seed; cached under --cache if given."""
     key = hashlib.md5(json.dumps([a.teacher, a.sigma, a.tau, a.samples, a.iterations, a.batch_size,
                                   a.synth_lr, a.seed, a.balance, a.tv, a.jitter, a.layer] +
+                                 ([a.smooth] if a.smooth else []) +
                                  ([a.sigma_max, a.init] if a.sigma_max or a.init != 'uniform' else [])
                                  ).encode()).hexdigest()[:10]
     path = os.path.join(a.cache, f'{key}.pt') if a.cache else None
@@ -79,23 +89,27 @@ def synthesize(a, t):
         x = torch.rand(a.samples, 1, 32, 32)
         h = a.samples // 2
         x[:h] = F.interpolate(torch.rand(h, 1, 8, 8), size=32, mode='bilinear', align_corners=False)
+    blur = gaussian(a.smooth) if a.smooth else None
+    image = (lambda z: F.conv2d(z, blur, padding=blur.shape[-1] // 2)) if a.smooth else (lambda z: z)
     for b in range(0, a.samples, a.batch_size):
         xb = x[b:b + a.batch_size].clone().requires_grad_(True)
         opt = torch.optim.Adam([xb], a.synth_lr)
         for _ in range(a.iterations):
-            inp = xb
+            inp = image(xb)
             if a.jitter:
                 dy, dx = [int(v) for v in torch.randint(-a.jitter, a.jitter + 1, (2,))]
-                inp = torch.roll(xb, (dy, dx), (2, 3))
+                inp = torch.roll(inp, (dy, dx), (2, 3))
             loss = F.kl_div(F.log_softmax(forward(t, inp) / a.tau, 1), targets[b:b + a.batch_size],
                             reduction='batchmean')
             if a.tv:
-                tv = (xb[:, :, 1:] - xb[:, :, :-1]).abs().mean() + (xb[:, :, :, 1:] - xb[:, :, :, :-1]).abs().mean()
+                xi = image(xb)
+                tv = (xi[:, :, 1:] - xi[:, :, :-1]).abs().mean() + (xi[:, :, :, 1:] - xi[:, :, :, :-1]).abs().mean()
                 loss = loss + a.tv * tv
             opt.zero_grad(); loss.backward(); opt.step()
             with torch.no_grad():
                 xb.clamp_(0, 1)
-        x[b:b + a.batch_size] = xb.detach()
+        with torch.no_grad():
+            x[b:b + a.batch_size] = image(xb)
     if path:
         os.makedirs(a.cache, exist_ok=True)
         torch.save((x, targets), path)
@@ -223,6 +237,7 @@ def main():
     di.add_argument('--balance', type=int, default=0)
     di.add_argument('--tv', type=float, default=0)
     di.add_argument('--jitter', type=int, default=0)
+    di.add_argument('--smooth', type=float, default=0, help='σ of the blur pixel parametrisation')
     di.add_argument('--epochs', type=int, default=100)
     di.add_argument('--student-lr', type=float, default=2e-3)
     di.add_argument('--kd-tau', type=float, default=2)
@@ -244,8 +259,10 @@ def main():
     di.add_argument('--cache', default='', help='folder to keep transfer sets in between runs')
     di.add_argument('--real', type=int, default=0,
                     help='distil on the first N real training images instead (the reference)')
+    for p in (te, di):
+        p.add_argument('--threads', type=int, default=2, help='torch threads (1 on a busy machine)')
     a = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     (train_teacher if a.cmd == 'teacher' else distill)(a)
 
 

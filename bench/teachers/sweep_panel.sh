@@ -11,21 +11,23 @@ here=$(dirname "$0")
 candidates=("$@")
 [ ${#candidates[@]} -gt 0 ] || candidates=(base tv adv tv+adv)
 declare -A args=([base]="" [tv]="--tv 0.05" [adv]="--adv-steps 1" [tv+adv]="--tv 0.05 --adv-steps 1"
-  [tv0.1+adv]="--tv 0.1 --adv-steps 1" [adv2]="--adv-steps 2" [tv+adv2]="--tv 0.05 --adv-steps 2")
+  [tv0.1+adv]="--tv 0.1 --adv-steps 1" [adv2]="--adv-steps 2" [tv+adv2]="--tv 0.05 --adv-steps 2"
+  [smooth+adv]="--smooth 1 --adv-steps 1" [tv+jitter+adv]="--tv 0.05 --jitter 2 --adv-steps 1"
+  [tv+smooth+adv]="--tv 0.05 --smooth 1 --adv-steps 1")
 default=(fmnist-adam fmnist-he fmnist-cosine-shift ../../examples/teachers/lenet5-fashion-mnist
   mnist-adam mnist-he mnist-cosine-shift ../../examples/teachers/lenet5-mnist)
-read -r -a teachers <<< "${TEACHERS:-${default[*]}}"  # TEACHERS="a b" picks some
+read -r -a teachers <<< "${TEACHERS:-${default[*]}}"  # TEACHERS="a b" picks some; THREADS=1 on a busy machine
 for seed in $seeds; do
   for c in "${candidates[@]}"; do
     for t in "${teachers[@]}"; do
       if [[ $t == *fashion* || $t == fmnist-* ]]; then
         data=$root/fashion-mnist flip=1 judge=fmnist-he; [ "$t" = fmnist-he ] && judge=fmnist-adam
       else
-        data=$root/mnist flip=0 judge=mnist-he; [ "$t" = mnist-he ] && judge=mnist-adam
+        data=$root/mnist flip=0 judge=mnist-cosine-shift; [ "$t" = mnist-cosine-shift ] && judge=mnist-adam
       fi
       /usr/bin/python3 "$here/../baselines/dfkd_torch_variants.py" distill \
         --teacher "$here/$t.safetensors" --data "$data" --judge "$here/$judge.safetensors" \
-        --samples 4000 --epochs 40 --flip $flip --seed "$seed" --tag "$(basename "$t"):$c" \
+        --samples 4000 --epochs 40 --flip $flip --seed "$seed" --tag "$(basename "$t"):$c" --threads "${THREADS:-2}" \
         ${args[$c]} | grep RESULT
     done
   done
