@@ -10,7 +10,7 @@
  * @module
  */
 
-import { activationLoss, add, conv2d, klDivLoss, shift2d } from "../autograd/functions.ts";
+import { activationLoss, add, conv2d, shift2d } from "../autograd/functions.ts";
 import { noGrad, Tape } from "../autograd/tape.ts";
 import type { Sequential } from "../nn/layers.ts";
 import type { ActivationNorm } from "../ops/loss.ts";
@@ -120,8 +120,7 @@ export async function synthesizeBatch(
         const loss = tape.run(() => {
           const xi = image(x);
           const input = dy !== 0 || dx !== 0 || flip ? shift2d(xi, dy, dx, flip) : xi;
-          const { y, captured } = teacher.run(input, { capture });
-          const kl = klDivLoss(targets, y, opts.tau);
+          const { loss: kl, captured } = teacher.klDivLoss(input, targets, opts.tau, capture);
           if (opts.lambdaAct <= 0) return kl;
           return add(kl, activationLoss(captured.get("conv1")!, opts.actNorm), 1, opts.lambdaAct);
         });

@@ -160,6 +160,7 @@ export function adamStep(
     },
     groups(n, 256),
   );
+  param.markModified();
 }
 
 /**
@@ -193,6 +194,7 @@ export function sgdStep(param: Tensor, grad: Tensor, velocity: Tensor, opts: Sgd
     { ...UNREAD, n, flag: nesterov ? 1 : 0, lr, beta1: momentum, wd: weightDecay },
     groups(n, 256),
   );
+  param.markModified();
 }
 
 /**
@@ -235,6 +237,7 @@ export function signStep(
     },
     groups(n, 256),
   );
+  x.markModified();
 }
 
 /**
