@@ -47,6 +47,7 @@ const PREP_PARAMS = uniformLayout("PrepParams", [
   ["padL", "u32"],
   ["iy0", "u32"],
   ["nRows", "u32"],
+  ["bands", "u32"],
 ]);
 
 function kernel(entryPoint: string, g: PoolGeometry, extra: Record<string, number> = {}) {
@@ -210,10 +211,11 @@ function checkMaxBackward(op: string, g: PoolGeometry, gy: Tensor, argmax: Tenso
 
 /**
  * Whether {@link maxPool2dBackwardPrepared} can run for these pooling options: windows that do
- * not overlap (`stride >= kernelSize`).
+ * not overlap (`stride >= kernelSize`), stride at most 4.
  */
 export function poolWritesPrepared(opts: Pool2dOptions): boolean {
-  return (opts.stride ?? opts.kernelSize) >= opts.kernelSize;
+  const stride = opts.stride ?? opts.kernelSize;
+  return stride >= opts.kernelSize && stride <= 4;
 }
 
 /**
@@ -241,7 +243,9 @@ export function maxPool2dBackwardPrepared(
   const g = geometry(op, inputShape, opts);
   checkMaxBackward(op, g, gy, argmax, y);
   if (!poolWritesPrepared(opts) || l.phases !== 1) {
-    throw new RangeError(`${op}: needs windows that do not overlap and a one-phase layout`);
+    throw new RangeError(
+      `${op}: needs windows that do not overlap, a stride of at most 4 and a one-phase layout`,
+    );
   }
   if (l.planes !== g.N * g.C || l.height !== g.H || l.width !== g.W) {
     throw new RangeError(`${op}: layout of ${l.planes}×${l.height}×${l.width} for [${inputShape}]`);
@@ -251,7 +255,8 @@ export function maxPool2dBackwardPrepared(
   const iy0 = padTop >= 0 ? 0 : Math.ceil(-padTop / D);
   const iy1 = Math.min(l.height, Math.floor((l.rows - 1 - padTop) / D) + 1);
   const nRows = Math.max(0, iy1 - iy0);
-  const rows = l.planes * nRows;
+  const bands = Math.ceil(g.H / g.S);
+  const rows = l.planes * bands;
   dispatch(
     { ...kernel("max_backward_prepared", g, { D }), uniforms: PREP_PARAMS },
     [gy.buffer, argmax.buffer, out.buffer, y.buffer],
@@ -267,6 +272,7 @@ export function maxPool2dBackwardPrepared(
       padL: l.padLeft >>> 0,
       iy0,
       nRows,
+      bands,
     },
     groups(rows, 64),
   );
