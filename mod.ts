@@ -136,7 +136,7 @@ export type { AdversarialOptions } from "./src/dfkd/distill.ts";
 // GPU runtime and tensors.
 export { gpuContext, initGpu } from "./src/gpu/runtime.ts";
 export { type GpuContext, NoAdapterError } from "./src/gpu/device.ts";
-export { type DType, keep, Tensor, type TensorTree, tidy } from "./src/tensor.ts";
+export { type Derived, type DType, keep, Tensor, type TensorTree, tidy } from "./src/tensor.ts";
 export { Rng } from "./src/random.ts";
 
 // Autograd.

@@ -77,6 +77,10 @@ interface PipelineRow {
   waitFraction?: number;
   readbacksPerCall?: number;
   submitsPerCall?: number;
+  /** GPU dispatches per step (synthesis iteration or KD batch), measured. */
+  dispatchesPerStep?: number;
+  /** The same before fusion (see `PipelineCase.dispatchesBefore`). */
+  dispatchesBefore?: number;
   torch?: number;
   /** ours / PyTorch throughput. */
   ratio?: number;
@@ -239,7 +243,11 @@ async function main() {
       >;
       if (!args.values["skip-torch"]) torch = await runTorch();
       for (const c of PIPELINE_CASES) {
-        const row: PipelineRow = { group: c.group, unit: c.unit };
+        const row: PipelineRow = {
+          group: c.group,
+          unit: c.unit,
+          dispatchesBefore: c.dispatchesBefore,
+        };
         const o = avgNs(out, c.group, "ours");
         if (o) row.ours = c.units / (o.avg / 1e9);
         const s = stats[c.group];
@@ -247,6 +255,7 @@ async function main() {
           row.waitFraction = s.readbackMs / s.wallMs;
           row.readbacksPerCall = s.readbacks / s.calls;
           row.submitsPerCall = s.submits / s.calls;
+          row.dispatchesPerStep = s.dispatches / s.calls / c.steps;
         }
         if ("synthesis" in torch) {
           row.torch = torch[c.torchKey];
@@ -374,20 +383,26 @@ async function main() {
     say("### Pipelines (real loops, loss read every 10 steps)");
     say();
     say(
-      "| loop | ours | wait on adapter | readbacks/call | PyTorch CPU (2 threads) | ours ÷ PyTorch |",
+      "| loop | ours | wait on adapter | readbacks/call | dispatches/step (before fusion → now) " +
+        "| PyTorch CPU (2 threads) | ours ÷ PyTorch |",
     );
-    say("|---|---:|---:|---:|---:|---:|");
+    say("|---|---:|---:|---:|---:|---:|---:|");
     for (const p of pipeline) {
       say(
         `| ${p.group} | ${fmt(p.ours, 0)} ${p.unit} | ` +
           `${p.waitFraction === undefined ? "–" : (100 * p.waitFraction).toFixed(0) + "%"} | ` +
-          `${fmt(p.readbacksPerCall, 0)} | ${p.torch === undefined ? "–" : fmt(p.torch, 0)} | ` +
+          `${fmt(p.readbacksPerCall, 0)} | ` +
+          `${p.dispatchesBefore ?? "–"} → ${fmt(p.dispatchesPerStep, 1)} | ` +
+          `${p.torch === undefined ? "–" : fmt(p.torch, 0)} | ` +
           `${p.ratio === undefined ? "–" : fmt(p.ratio, 2) + "×"} |`,
       );
     }
     say();
     say(
-      "Wait on adapter: runtimeStats().readbackMs (time spent awaiting readbacks and syncs) " +
+      "Dispatches/step: runtimeStats().dispatches over the timed calls per synthesis iteration " +
+        "or KD batch; the figure before is that of the loops before their element-wise work " +
+        "was fused into its producers. " +
+        "Wait on adapter: runtimeStats().readbackMs (time spent awaiting readbacks and syncs) " +
         "over the wall time of the timed calls. Where `queue.submit` runs the work on the " +
         "host thread, as wgpu on llvmpipe does (a queued 1024² matmul's submit takes as long as " +
         "the matmul, the wait after it ~11 ms), this is only the fixed cost per readback; on a " +

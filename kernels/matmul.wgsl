@@ -27,6 +27,11 @@ override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override NI: u32 = 4u; // 4-row groups per invocation (1..4)
 override NJ: u32 = 4u; // 4-column groups per invocation (1..4)
+// Fused element-wise work: RELU applies max(., 0) to the result after the bias (a linear layer
+// followed by a ReLU); MASK_A reads A as A ⊙ [mask > 0] (the backward of a ReLU whose output is
+// `mask`, stored like A, fused into the load: dx = (gy ⊙ [y > 0])·W in one pass).
+override RELU: bool = false;
+override MASK_A: bool = false;
 
 struct Params {
   M: u32,
@@ -47,6 +52,15 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> c: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> mask: array<vec4<f32>>;
+
+// Element i of stored A, masked when MASK_A.
+fn ld_a(i: u32) -> vec4<f32> {
+  if (MASK_A) {
+    return select(vec4<f32>(0.0), a[i], mask[i] > vec4<f32>(0.0));
+  }
+  return a[i];
+}
 
 // Four rows of op(A) at k..k+3 (k = 4q) as a matrix whose column i is row i's 4 values.
 // `o`: vec4 offsets of the four rows (A stored [M, K]), or in o.x the offset of the 4-row group
@@ -55,9 +69,11 @@ fn load_a(q: u32, o: vec4<u32>) -> mat4x4<f32> {
   if (TRANS_A) {
     let s = p.sa;
     let base = 4u * q * s + o.x;
-    return transpose(mat4x4<f32>(a[base], a[base + s], a[base + 2u * s], a[base + 3u * s]));
+    return transpose(
+      mat4x4<f32>(ld_a(base), ld_a(base + s), ld_a(base + 2u * s), ld_a(base + 3u * s)),
+    );
   }
-  return mat4x4<f32>(a[o.x + q], a[o.y + q], a[o.z + q], a[o.w + q]);
+  return mat4x4<f32>(ld_a(o.x + q), ld_a(o.y + q), ld_a(o.z + q), ld_a(o.w + q));
 }
 
 // Four columns of op(B) at k..k+3 (k = 4q) as a matrix whose column j is B[k + j, 4 columns].
@@ -113,18 +129,25 @@ fn store(r: u32, g: u32, m: mat4x4<f32>, bv: vec4<f32>) {
   if (g < sc) {
     let M = p.M;
     if (r < M) {
-      c[r * sc + g] = m[0] + bv;
+      c[r * sc + g] = epilogue(m[0] + bv);
     }
     if (r + 1u < M) {
-      c[(r + 1u) * sc + g] = m[1] + bv;
+      c[(r + 1u) * sc + g] = epilogue(m[1] + bv);
     }
     if (r + 2u < M) {
-      c[(r + 2u) * sc + g] = m[2] + bv;
+      c[(r + 2u) * sc + g] = epilogue(m[2] + bv);
     }
     if (r + 3u < M) {
-      c[(r + 3u) * sc + g] = m[3] + bv;
+      c[(r + 3u) * sc + g] = epilogue(m[3] + bv);
     }
   }
+}
+
+fn epilogue(v: vec4<f32>) -> vec4<f32> {
+  if (RELU) {
+    return max(v, vec4<f32>(0.0));
+  }
+  return v;
 }
 
 // Bias of column group g (zero without bias); groups past the end read in-buffer padding.

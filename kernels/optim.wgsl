@@ -93,3 +93,26 @@ fn scale_by_scalar(@builtin(local_invocation_index) lid: u32,
   if (i >= p.n) { return; }
   w[i] = g[i] * m[0] * p.lr;
 }
+
+// adam4: adam on four elements per invocation (n a multiple of 4, p.n = n / 4): vec4 loads and
+// stores, a quarter of the invocations (element-wise passes on llvmpipe pay per invocation).
+@group(0) @binding(1) var<storage, read_write> w4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> g4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> m4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> v4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn adam4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+         @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = index(lid, wid, nwg);
+  if (i >= p.n) { return; }
+  let wi = w4[i];
+  let gi = g4[i] + p.wd * wi;
+  let mi = p.beta1 * m4[i] + p.one_m_beta1 * gi;
+  let vi = p.beta2 * v4[i] + p.one_m_beta2 * gi * gi;
+  m4[i] = mi;
+  v4[i] = vi;
+  var wn = wi - p.lr * mi / (sqrt(vi) * p.inv_sqrt_bc2 + p.eps);
+  if (p.flag == 1u) { wn = clamp(wn, vec4<f32>(p.lo), vec4<f32>(p.hi)); }
+  w4[i] = wn;
+}

@@ -14,11 +14,28 @@ import { bufferPool, clearBuffer, readBuffer, uploadBuffer } from "./gpu/runtime
 /** Element type of a tensor. */
 export type DType = "f32" | "u32";
 
+/** A value derived from a tensor's contents (e.g. relaid-out weights), cached with it. */
+export interface Derived<T> {
+  /** The derived value. */
+  value: T;
+  /** Frees the value (called when the tensor is freed or its contents change). */
+  dispose(): void;
+}
+
 class Storage {
   refs = 1;
+  /** Bumped by every write to the contents ({@link Tensor.markModified}). */
+  version = 0;
+  derived: Map<string, { version: number; entry: Derived<unknown> }> | null = null;
   constructor(readonly buffer: GPUBuffer) {}
+  dropDerived(): void {
+    for (const { entry } of this.derived?.values() ?? []) entry.dispose();
+    this.derived = null;
+  }
   release(): void {
-    if (--this.refs === 0) bufferPool().release(this.buffer);
+    if (--this.refs > 0) return;
+    this.dropDerived();
+    bufferPool().release(this.buffer);
   }
 }
 
@@ -126,6 +143,40 @@ export class Tensor {
     return t;
   }
 
+  /**
+   * Counts the writes to the contents (shared by reshaped views): ops that update a tensor in
+   * place call {@link markModified}, so values derived from it can tell that they are stale.
+   */
+  get version(): number {
+    if (!this.#storage) throw new Error(`use of a disposed tensor of shape [${this.shape}]`);
+    return this.#storage.version;
+  }
+
+  /** Records that the contents changed (in-place ops call this); drops every derived value. */
+  markModified(): void {
+    const s = this.#storage;
+    if (!s) return;
+    s.version++;
+    s.dropDerived();
+  }
+
+  /**
+   * A value derived from the contents, made by `make` on first use and kept until the contents
+   * change ({@link markModified}) or the tensor is freed; `key` names the kind of value.
+   * Outlives {@link tidy} scopes: the tensor owns it.
+   */
+  derived<T>(key: string, make: () => Derived<T>): T {
+    const s = this.#storage;
+    if (!s) throw new Error(`use of a disposed tensor of shape [${this.shape}]`);
+    s.derived ??= new Map();
+    const hit = s.derived.get(key);
+    if (hit && hit.version === s.version) return hit.entry.value as T;
+    hit?.entry.dispose();
+    const entry = make();
+    s.derived.set(key, { version: s.version, entry });
+    return entry.value;
+  }
+
   /** Reads the data back as `Float32Array` (submits queued work; one GPU round trip). */
   async read(): Promise<Float32Array> {
     return new Float32Array(await readBuffer(this.buffer, this.bytes));
@@ -142,6 +193,7 @@ export class Tensor {
       throw new RangeError(`${data.length} values do not fill shape [${this.shape}]`);
     }
     uploadBuffer(this.buffer, data);
+    this.markModified();
   }
 
   /** Returns the buffer to the pool. Idempotent. */

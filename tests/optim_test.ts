@@ -56,7 +56,7 @@ const adamCases: [string, AdamOptions][] = [
   ["custom betas, clamp below only", { lr: 0.01, beta1: 0.5, beta2: 0.9, eps: 1e-6, clampMin: 0 }],
 ];
 
-for (const n of [1, 1037]) {
+for (const n of [1, 1037, 1024]) {
   for (const [name, opts] of adamCases) {
     Deno.test(`adamStep matches float64 over ${STEPS} steps (n=${n}, ${name})`, async () => {
       await gpuReady;

@@ -42,7 +42,7 @@ import {
   shift2dPerImageBackward,
 } from "../ops/shift.ts";
 import type { Tensor } from "../tensor.ts";
-import { activeTape } from "./tape.ts";
+import { activeTape, isSeed } from "./tape.ts";
 
 /** Fully connected layer `y = x·Wᵀ + b`; x: [N, in], w: [out, in], b: [out] → [N, out]. */
 export function linear(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
@@ -129,10 +129,17 @@ export function add(a: Tensor, b: Tensor, alpha = 1, beta = 1): Tensor {
   return y;
 }
 
-function lossNode(r: LossResult, input: Tensor): Tensor {
+/**
+ * Records a loss whose gradient w.r.t. `input` was computed with it (`r.grad`); the backward rule
+ * scales it by the upstream gradient, or, when that is the backward pass's seed of 1, hands out a
+ * view of it (no pass).
+ */
+export function lossNode(r: LossResult, input: Tensor): Tensor {
   const tape = activeTape();
   if (tape?.needsGrad(input)) {
-    tape.record(r.loss, [input], (gy) => [scaleByScalar(r.grad, gy)]);
+    tape.record(r.loss, [input], (gy) => [
+      isSeed(gy) ? r.grad.reshape(r.grad.shape) : scaleByScalar(r.grad, gy),
+    ]);
   } else {
     r.grad.dispose();
   }

@@ -33,6 +33,17 @@ interface Node {
 
 let active: Tape | null = null;
 
+/** The `[1]` tensors of ones that {@link Tape.backward} starts from. */
+const seeds = new WeakSet<Tensor>();
+
+/**
+ * Whether `gy` is the gradient a backward pass starts from (exactly 1, shape `[1]`): a loss's
+ * backward rule can then hand out its gradient as it is instead of scaling it by `gy`.
+ */
+export function isSeed(gy: Tensor): boolean {
+  return seeds.has(gy);
+}
+
 /** The tape recording now, or `null` (no-grad mode). */
 export function activeTape(): Tape | null {
   return active;
@@ -96,7 +107,9 @@ export class Tape {
     }
     const want = new Set(wrt);
     const grads = new Map<Tensor, Tensor>();
-    grads.set(loss, Tensor.from([1], [1]));
+    const seed = Tensor.from([1], [1]);
+    seeds.add(seed);
+    grads.set(loss, seed);
     for (let i = this.#nodes.length - 1; i >= 0; i--) {
       const node = this.#nodes[i];
       const gy = grads.get(node.output);

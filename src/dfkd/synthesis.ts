@@ -22,7 +22,6 @@ import {
   activationLoss,
   add,
   conv2d,
-  klDivLoss,
   shift2dPerImage,
   totalVariation,
 } from "../autograd/functions.ts";
@@ -176,10 +175,10 @@ export async function synthesizeBatch(
         const loss = tape.run(() => {
           const xi = image(x);
           const input = shifts ? shift2dPerImage(xi, shifts) : xi;
-          const { y, captured } = teacher.run(input, { capture });
-          let loss = klDivLoss(targets, y, opts.tau, "sum");
+          const fit = teacher.klDivLoss(input, targets, opts.tau, capture, "sum");
+          let loss = fit.loss;
           if (opts.lambdaAct > 0) {
-            const act = activationLoss(captured.get("conv1")!, opts.actNorm, "sum");
+            const act = activationLoss(fit.captured.get("conv1")!, opts.actNorm, "sum");
             loss = add(loss, act, 1, opts.lambdaAct);
           }
           if (lambdaTv > 0) loss = add(loss, totalVariation(xi, "sum"), 1, lambdaTv);

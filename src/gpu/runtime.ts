@@ -51,6 +51,14 @@ export interface Kernel<F extends string = string> {
   uniforms: UniformLayout<F>;
 }
 
+/** One queued dispatch, as recorded by {@link startDispatchTrace} (for profiling). */
+export interface DispatchRecord {
+  kernel: Kernel;
+  buffers: readonly GPUBuffer[];
+  uniforms: Readonly<Record<string, number>>;
+  workgroups: number | readonly [number, number, number];
+}
+
 /** Counters for benchmarks and tests. */
 export interface RuntimeStats {
   dispatches: number;
@@ -75,6 +83,8 @@ class Runtime {
   #uniforms: GPUBuffer;
   #uniformData = new ArrayBuffer(SLOT * SLOTS);
   #slot = 0;
+  /** Dispatches recorded since {@link startDispatchTrace}, or null when not tracing. */
+  trace: DispatchRecord[] | null = null;
 
   constructor(readonly ctx: GpuContext) {
     this.pool = new BufferPool(ctx.device, ctx.maxStorageBufferBindingSize);
@@ -163,6 +173,7 @@ class Runtime {
     }
     if (x > 0 && y > 0 && z > 0) this.#pass.dispatchWorkgroups(x, y, z);
     this.stats.dispatches++;
+    this.trace?.push({ kernel: k, buffers: [...buffers], uniforms: { ...uniforms }, workgroups });
   }
 
   /** Records a zero-fill of the first `bytes` bytes of `buffer` (ordered with dispatches). */
@@ -260,6 +271,22 @@ export function gpuContext(): GpuContext {
 /** The shared buffer pool (live and pooled byte counts for memory checks). */
 export function bufferPool(): BufferPool {
   return rt().pool;
+}
+
+/**
+ * Starts recording every dispatch (kernel, buffers, uniforms, grid) until
+ * {@link stopDispatchTrace}; for profiling tools that replay a loop's kernels one by one.
+ */
+export function startDispatchTrace(): void {
+  rt().trace = [];
+}
+
+/** Stops recording and returns the dispatches queued since {@link startDispatchTrace}. */
+export function stopDispatchTrace(): DispatchRecord[] {
+  const r = rt();
+  const out = r.trace ?? [];
+  r.trace = null;
+  return out;
 }
 
 /** Dispatch, submit and readback counters. */

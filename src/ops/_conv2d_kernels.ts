@@ -12,6 +12,7 @@ import {
   clearBuffer,
   copyBuffer,
   dispatch,
+  flush,
   gpuContext,
   groups,
   uniformLayout,
@@ -268,29 +269,109 @@ function chunkUniforms(
   };
 }
 
+/**
+ * The weight chunks of `pass` as uniform buffers: `chunk(i)` is queued right before the dispatch
+ * that reads chunk i ((oc, cc) order), `done()` after the last. Frozen weights (`requiresGrad`
+ * false) keep their buffers with the tensor until it changes, so a frozen teacher's weights are
+ * relaid out once; others are relaid out now and copied chunk by chunk into the module's buffer
+ * (queued work runs in order, so one buffer serves every chunk).
+ */
+function weightUniforms(
+  w: Tensor,
+  pass: ConvPass,
+  ob: number,
+  c: WeightChunks,
+): { chunk: (i: number) => GPUBuffer; done: () => void } {
+  if (w.requiresGrad) {
+    const wt = prepareWeights(w, pass, ob, c);
+    const ubo = weightBuffer();
+    return {
+      chunk: (i) => {
+        copyBuffer(wt.buffer, ubo, c.chunk * 4, i * c.chunk * 4, 0);
+        return ubo;
+      },
+      done: () => wt.dispose(),
+    };
+  }
+  const ubos = frozenWeightUniforms(w, pass, ob, c);
+  return { chunk: (i) => ubos[i], done: () => {} };
+}
+
+/** The uniform buffers of frozen weights, made once per weight version and pass. */
+function frozenWeightUniforms(w: Tensor, pass: ConvPass, ob: number, c: WeightChunks) {
+  const count = c.nOC * c.nCC;
+  const key = `conv2d.weights|${pass.flip}|${pass.inChannels}|${ob}|${JSON.stringify(c)}`;
+  return w.derived(key, () => {
+    const wt = prepareWeights(w, pass, ob, c);
+    const device = gpuContext().device;
+    const ubos = Array.from({ length: count }, (_, i) => {
+      const ubo = device.createBuffer({
+        label: "conv2d frozen weights",
+        size: UNIFORM_FLOATS * 4,
+        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      });
+      copyBuffer(wt.buffer, ubo, c.chunk * 4, i * c.chunk * 4, 0);
+      return ubo;
+    });
+    wt.dispose();
+    // Queued work may still read them: submit it before destroying them.
+    const dispose = () => {
+      flush();
+      for (const b of ubos) b.destroy();
+    };
+    return { value: ubos, dispose };
+  });
+}
+
+/**
+ * Whether the forward kernel can read `x` itself as its prepared input: no padding, stride and
+ * dilation 1 and rows of whole vec4s. Its row stride is then `W / 4` vec4s instead of the
+ * prepared layout's; the vec4s it reads past a row's end feed only outputs past `OW`, which are
+ * not stored.
+ */
+function readsRaw(pass: ConvPass, plan: ForwardPlan): boolean {
+  const s = pass.source;
+  return s.dilation === 1 && pass.stride === 1 && s.padTop === 0 && s.padLeft === 0 &&
+    s.width % 4 === 0 && plan.input.rows === s.height;
+}
+
 /** Runs the forward kernel for `pass` on input `x` with weights `w` and optional bias. */
 export function convolve(x: Tensor, w: Tensor, bias: Tensor | null, pass: ConvPass): Tensor {
   const plan = forwardPlan(pass);
+  if (readsRaw(pass, plan)) return convolvePrepared(x, pass.source.width / 4, w, bias, pass, plan);
   const xq = prepareInput(x, plan.input, false);
+  const y = convolvePrepared(xq, plan.input.vec4s, w, bias, pass, plan);
+  xq.dispose();
+  return y;
+}
+
+/**
+ * Runs the forward kernel for `pass` on an input already laid out as `plan.input` (rows of
+ * `wq4` vec4s), e.g. written by a fused producer.
+ */
+export function convolvePrepared(
+  xq: Tensor,
+  wq4: number,
+  w: Tensor,
+  bias: Tensor | null,
+  pass: ConvPass,
+  plan: ForwardPlan = forwardPlan(pass),
+): Tensor {
   const chunks = weightChunks(pass, plan.ob);
-  const wt = prepareWeights(w, pass, plan.ob, chunks);
+  const weights = weightUniforms(w, pass, plan.ob, chunks);
   const y = Tensor.empty([pass.batch, pass.outChannels, pass.outHeight, pass.outWidth]);
-  const ubo = weightBuffer();
   const kernel = forwardKernel(pass, plan);
-  const { nOC, nCC, chunk } = chunks;
-  for (let oc = 0; oc < nOC; oc++) {
-    for (let cc = 0; cc < nCC; cc++) {
-      copyBuffer(wt.buffer, ubo, chunk * 4, (oc * nCC + cc) * chunk * 4, 0);
-      const uniforms = chunkUniforms(pass, plan, chunks, oc, cc, bias !== null);
+  for (let oc = 0; oc < chunks.nOC; oc++) {
+    for (let cc = 0; cc < chunks.nCC; cc++) {
+      const uniforms = { ...chunkUniforms(pass, plan, chunks, oc, cc, bias !== null), Wq4: wq4 };
       dispatch(
         kernel,
-        [xq.buffer, ubo, (bias ?? xq).buffer, y.buffer],
+        [xq.buffer, weights.chunk(oc * chunks.nCC + cc), (bias ?? xq).buffer, y.buffer],
         uniforms,
         groups(plan.total, 64) * uniforms.nOB,
       );
     }
   }
-  xq.dispose();
-  wt.dispose();
+  weights.done();
   return y;
 }

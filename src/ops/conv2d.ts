@@ -24,8 +24,21 @@ import { dispatch, groups } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { checkDtype, checkRank4, checkShape } from "./_checks.ts";
 import { conv2dGeometry, type Conv2dOptions, outputShape } from "./_conv2d_geometry.ts";
-import { BIAS_GRAD, convolve, prepareInput, REDUCE, weightGradKernel } from "./_conv2d_kernels.ts";
-import { backwardInputPass, forwardPass, weightGradPlan } from "./_conv2d_plan.ts";
+import {
+  BIAS_GRAD,
+  convolve,
+  convolvePrepared,
+  prepareInput,
+  REDUCE,
+  weightGradKernel,
+} from "./_conv2d_kernels.ts";
+import {
+  backwardInputPass,
+  forwardPass,
+  forwardPlan,
+  type PreparedLayout,
+  weightGradPlan,
+} from "./_conv2d_plan.ts";
 
 export type { Conv2dOptions } from "./_conv2d_geometry.ts";
 
@@ -81,6 +94,35 @@ export function conv2dBackwardInput(
   const g = conv2dGeometry(op, inputShape, w.shape, opts);
   checkShape(op, "gy", gy.shape, outputShape(g));
   return convolve(gy, w, null, backwardInputPass(g));
+}
+
+/**
+ * Gradient of {@link conv2d} with respect to its input, from a gradient of the output that a
+ * fused producer writes straight into the kernel's prepared layout (padded by `k − 1 − p`,
+ * dilated by the stride): `prepare(layout)` queues that pass and returns its tensor, which this
+ * function frees. Saves the preparation pass of {@link conv2dBackwardInput}.
+ *
+ * @param w weights [O, C, kH, kW] (f32)
+ * @param inputShape the forward input's shape [N, C, H, W]
+ * @param opts the forward pass's stride and padding
+ * @param prepare writes the output gradient [N, O, OH, OW] in `layout` (one column phase)
+ * @returns gx [N, C, H, W]
+ * @throws {RangeError} as {@link conv2d}.
+ */
+export function conv2dBackwardInputPrepared(
+  w: Tensor,
+  inputShape: readonly number[],
+  opts: Conv2dOptions | undefined,
+  prepare: (layout: PreparedLayout) => Tensor,
+): Tensor {
+  const op = "conv2dBackwardInputPrepared";
+  checkDtype(op, "weight", w);
+  const pass = backwardInputPass(conv2dGeometry(op, inputShape, w.shape, opts));
+  const plan = forwardPlan(pass);
+  const xq = prepare(plan.input);
+  const gx = convolvePrepared(xq, plan.input.vec4s, w, null, pass, plan);
+  xq.dispose();
+  return gx;
 }
 
 /**

@@ -21,6 +21,7 @@ import tiledSrc from "../../kernels/matmul_tiled.wgsl" with { type: "text" };
 import { dispatch, gpuContext, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { checkMatrix } from "./_checks.ts";
+import { relu as reluOp, reluBackward } from "./elementwise.ts";
 
 /** Which matmul kernel to run: register blocking (software adapters) or shared-memory tiling. */
 export type MatmulStrategy = "register" | "tiled";
@@ -35,6 +36,13 @@ export interface MatmulOptions {
   bias?: Tensor | null;
   /** Kernel to use; default {@link defaultMatmulStrategy}. */
   strategy?: MatmulStrategy;
+  /** Apply `max(·, 0)` to the result, after the bias (a linear layer and its ReLU in one pass). */
+  relu?: boolean;
+  /**
+   * Use `A ⊙ [reluMaskA > 0]` for A (`reluMaskA` stored like A): the backward of a ReLU whose
+   * output is `reluMaskA`, fused into the product, e.g. `dx = (gy ⊙ [y > 0])·W`.
+   */
+  reluMaskA?: Tensor | null;
 }
 
 /** Rows and columns of C computed by one tiled-strategy workgroup. */
@@ -119,7 +127,13 @@ function tiledKernel(transA: boolean, transB: boolean) {
   };
 }
 
-function registerKernel(transA: boolean, transB: boolean, plan: RegisterPlan) {
+function registerKernel(
+  transA: boolean,
+  transB: boolean,
+  plan: RegisterPlan,
+  relu: boolean,
+  maskA: boolean,
+) {
   return {
     name: "matmul.register",
     code: src,
@@ -129,6 +143,8 @@ function registerKernel(transA: boolean, transB: boolean, plan: RegisterPlan) {
       TRANS_B: Number(transB),
       NI: plan.ni,
       NJ: plan.nj,
+      RELU: Number(relu),
+      MASK_A: Number(maskA),
     },
   };
 }
@@ -206,9 +222,30 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         `got ${bias.dtype} [${bias.shape}]`,
     );
   }
+  const mask = opts.reluMaskA ?? null;
+  if (mask) checkSameShapeAs("matmul", "reluMaskA", mask, a);
   if (m === 0 || n === 0) return Tensor.empty([m, n]);
-  const product: Product = { a, b, bias, m, n, k, transA, transB };
+  const relu = opts.relu ?? false;
+  // The tiled kernel has no fused epilogue or masked load: separate passes there.
+  if (strategy === "tiled" && (relu || mask)) {
+    const am = mask ? reluBackward(mask, a) : a;
+    const out = tiledMatmul({ a: am, b, bias, m, n, k, transA, transB, relu: false, mask: null });
+    if (am !== a) am.dispose();
+    if (!relu) return out;
+    const y = reluOp(out);
+    out.dispose();
+    return y;
+  }
+  const product: Product = { a, b, bias, m, n, k, transA, transB, relu, mask };
   return strategy === "tiled" ? tiledMatmul(product) : registerMatmul(product);
+}
+
+function checkSameShapeAs(op: string, name: string, t: Tensor, a: Tensor): void {
+  if (t.dtype !== "f32" || t.shape.join() !== a.shape.join()) {
+    throw new RangeError(
+      `${op}: ${name} must be f32 [${a.shape}] like A, got ${t.dtype} [${t.shape}]`,
+    );
+  }
 }
 
 /** The operands and sizes of one validated, non-empty product. */
@@ -221,6 +258,9 @@ interface Product {
   k: number;
   transA: boolean;
   transB: boolean;
+  relu: boolean;
+  /** Fused ReLU mask of A (register strategy only). */
+  mask: Tensor | null;
 }
 
 /** The tiled strategy: any shape, no padding. */
@@ -238,11 +278,18 @@ function tiledMatmul({ a, b, bias, m, n, k, transA, transB }: Product): Tensor {
 }
 
 /** The register strategy (see the module doc for its padding). */
-function registerMatmul({ a, b, bias, m, n, k, transA, transB }: Product): Tensor {
+function registerMatmul(product: Product): Tensor {
+  const { b, bias, m, n, k, transA, transB, relu } = product;
   // Register strategy: vec4 loads and stores and K in steps of 4 need row lengths and K
   // padded to multiples of 4.
   const k4 = ceil4(k);
   const n4 = ceil4(n);
+  const fits = (t: Tensor) =>
+    t.shape[0] === (transA ? k4 : m) && t.shape[1] === ceil4(product.a.shape[1]);
+  // A mask must be laid out like the padded A: mask first when A needs padding.
+  const premask = product.mask !== null && !fits(product.a);
+  const a = premask ? reluBackward(product.mask!, product.a) : product.a;
+  const mask = premask ? null : product.mask;
   const aPad = padded(a, transA ? k4 : m, ceil4(a.shape[1]));
   const bPad = padded(b, transB ? n : k4, ceil4(b.shape[1]));
   const plan = registerPlan(m, n);
@@ -250,8 +297,8 @@ function registerMatmul({ a, b, bias, m, n, k, transA, transB }: Product): Tenso
   const total = gx * groups(m, 4 * plan.ni * plan.wgY);
   const out = Tensor.empty([m, n4]);
   dispatch(
-    registerKernel(transA, transB, plan),
-    [aPad.buffer, bPad.buffer, (bias ?? a).buffer, out.buffer],
+    registerKernel(transA, transB, plan, relu, mask !== null),
+    [aPad.buffer, bPad.buffer, (bias ?? a).buffer, out.buffer, (mask ?? aPad).buffer],
     {
       M: m,
       N: n,
@@ -268,6 +315,7 @@ function registerMatmul({ a, b, bias, m, n, k, transA, transB }: Product): Tenso
     total,
   );
   if (aPad !== a) aPad.dispose();
+  if (a !== product.a) a.dispose();
   if (bPad !== b) bPad.dispose();
   if (n4 === n) return out;
   const cropped = copyPadded(out, m, n, n4, m, n);

@@ -14,6 +14,8 @@ import src from "../../kernels/pool.wgsl" with { type: "text" };
 import { clearBuffer, dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { checkDtype, checkRank4, checkShape } from "./_checks.ts";
+import type { PreparedLayout } from "./_conv2d_plan.ts";
+import { reluBackward } from "./elementwise.ts";
 
 /** Window size and stride of a pooling layer. */
 export interface Pool2dOptions {
@@ -32,12 +34,28 @@ const PARAMS = uniformLayout("Params", [
   ["OW", "u32"],
 ]);
 
-function kernel(entryPoint: string, g: PoolGeometry) {
+/** `struct PrepParams` of kernels/pool.wgsl (`max_backward_prepared`). */
+const PREP_PARAMS = uniformLayout("PrepParams", [
+  ["rows", "u32"],
+  ["H", "u32"],
+  ["W", "u32"],
+  ["OH", "u32"],
+  ["OW", "u32"],
+  ["Hq", "u32"],
+  ["Wq4", "u32"],
+  ["padT", "u32"],
+  ["padL", "u32"],
+  ["iy0", "u32"],
+  ["nRows", "u32"],
+  ["bands", "u32"],
+]);
+
+function kernel(entryPoint: string, g: PoolGeometry, extra: Record<string, number> = {}) {
   return {
     name: `pool.${entryPoint}`,
     code: src,
     entryPoint,
-    constants: { K: g.K, S: g.S },
+    constants: { K: g.K, S: g.S, ...extra },
     uniforms: PARAMS,
   };
 }
@@ -108,15 +126,21 @@ function backward(
 }
 
 /**
- * Max pooling.
+ * Max pooling, optionally of `relu(x)` (a ReLU fused before the pool: `y = max(0, window max)`,
+ * one pass instead of two; the argmax is still the window's first maximum of `x`).
  *
  * @param x input [N, C, H, W] (f32)
+ * @param relu pool `max(x, 0)` instead of `x` (default false)
  * @returns `y` [N, C, OH, OW] (f32) and `argmax` (u32, same shape as `y`): the flat index into
  *   `x` (over all of N·C·H·W) of each window's first maximum
  * @throws {RangeError} when `x` is not a non-empty 4-D f32 tensor, the window is larger than the
  *   input, or kernelSize/stride are not integers >= 1.
  */
-export function maxPool2d(x: Tensor, opts: Pool2dOptions): { y: Tensor; argmax: Tensor } {
+export function maxPool2d(
+  x: Tensor,
+  opts: Pool2dOptions,
+  relu = false,
+): { y: Tensor; argmax: Tensor } {
   const op = "maxPool2d";
   checkDtype(op, "input", x, "f32");
   const g = geometry(op, x.shape, opts);
@@ -125,7 +149,7 @@ export function maxPool2d(x: Tensor, opts: Pool2dOptions): { y: Tensor; argmax: 
   const argmax = Tensor.empty(shape, "u32");
   const rows = g.N * g.C * g.OH;
   dispatch(
-    kernel("max_forward", g),
+    kernel("max_forward", g, { RELU: Number(relu) }),
     [x.buffer, y.buffer, argmax.buffer],
     params(g, rows),
     groups(rows, 64),
@@ -139,6 +163,8 @@ export function maxPool2d(x: Tensor, opts: Pool2dOptions): { y: Tensor; argmax: 
  * @param gy gradient of the output [N, C, OH, OW] (f32)
  * @param argmax the forward pass's argmax (u32, same shape as `gy`)
  * @param inputShape the forward input's shape [N, C, H, W]
+ * @param y after a fused ReLU (`relu = true`), the forward output: the gradient passes only
+ *   where `y > 0` (the ReLU's backward, in the same pass for non-overlapping windows)
  * @returns gx [N, C, H, W]: each element is the sum of `gy` over the outputs whose argmax it is
  * @throws {RangeError} when `gy` or `argmax` do not have the output shape of `inputShape` with
  *   `opts`, or have the wrong dtype; also as {@link maxPool2d}.
@@ -148,15 +174,109 @@ export function maxPool2dBackward(
   argmax: Tensor,
   inputShape: readonly number[],
   opts: Pool2dOptions,
+  y?: Tensor,
 ): Tensor {
   const op = "maxPool2dBackward";
   const g = geometry(op, inputShape, opts);
+  checkMaxBackward(op, g, gy, argmax, y);
+  if (!y) return backward("max", g, inputShape, [gy.buffer, argmax.buffer]);
+  if (g.S !== g.K || g.OH * g.K !== g.H || g.OW * g.K !== g.W) {
+    const masked = reluBackward(y, gy);
+    const gx = backward("max", g, inputShape, [masked.buffer, argmax.buffer]);
+    masked.dispose();
+    return gx;
+  }
+  const gx = Tensor.empty(inputShape);
+  const rows = g.N * g.C * g.OH;
+  dispatch(
+    kernel("max_backward_windows_relu", g),
+    [gy.buffer, argmax.buffer, gx.buffer, y.buffer],
+    params(g, rows),
+    groups(rows, 64),
+  );
+  return gx;
+}
+
+function checkMaxBackward(op: string, g: PoolGeometry, gy: Tensor, argmax: Tensor, y?: Tensor) {
   const outShape = [g.N, g.C, g.OH, g.OW];
   checkDtype(op, "gy", gy, "f32");
   checkDtype(op, "argmax", argmax, "u32");
   checkShape(op, "gy", gy.shape, outShape);
   checkShape(op, "argmax", argmax.shape, outShape);
-  return backward("max", g, inputShape, [gy.buffer, argmax.buffer]);
+  if (y) {
+    checkDtype(op, "y", y, "f32");
+    checkShape(op, "y", y.shape, outShape);
+  }
+}
+
+/**
+ * Whether {@link maxPool2dBackwardPrepared} can run for these pooling options: windows that do
+ * not overlap (`stride >= kernelSize`), stride at most 4.
+ */
+export function poolWritesPrepared(opts: Pool2dOptions): boolean {
+  const stride = opts.stride ?? opts.kernelSize;
+  return stride >= opts.kernelSize && stride <= 4;
+}
+
+/**
+ * The gradient of a ReLU fused max-pool ({@link maxPool2d} with `relu`) with respect to its
+ * input, written straight into the prepared layout `l` of a convolution kernel's input (padding
+ * and dilation materialised; rows that hold no input row are left unwritten): the backward pass
+ * of the pool and the preparation pass of the next backward convolution in one dispatch.
+ *
+ * @param gy gradient of the pooled output [N, C, OH, OW]
+ * @param argmax the forward pass's argmax; `y` the forward (ReLU'd) output, same shape
+ * @param inputShape the pool's input shape [N, C, H, W] (= `l.planes`, `l.height`, `l.width`)
+ * @param l the layout, with one column phase
+ * @returns the prepared tensor `[l.planes · l.rows · l.vec4s · 4]`
+ * @throws {RangeError} when shapes disagree, windows overlap or `l` has several phases.
+ */
+export function maxPool2dBackwardPrepared(
+  gy: Tensor,
+  argmax: Tensor,
+  y: Tensor,
+  inputShape: readonly number[],
+  opts: Pool2dOptions,
+  l: PreparedLayout,
+): Tensor {
+  const op = "maxPool2dBackwardPrepared";
+  const g = geometry(op, inputShape, opts);
+  checkMaxBackward(op, g, gy, argmax, y);
+  if (!poolWritesPrepared(opts) || l.phases !== 1) {
+    throw new RangeError(
+      `${op}: needs windows that do not overlap, a stride of at most 4 and a one-phase layout`,
+    );
+  }
+  if (l.planes !== g.N * g.C || l.height !== g.H || l.width !== g.W) {
+    throw new RangeError(`${op}: layout of ${l.planes}×${l.height}×${l.width} for [${inputShape}]`);
+  }
+  const out = Tensor.empty([l.planes * l.rows * l.vec4s * 4]);
+  const { dilation: D, padTop } = l;
+  const iy0 = padTop >= 0 ? 0 : Math.ceil(-padTop / D);
+  const iy1 = Math.min(l.height, Math.floor((l.rows - 1 - padTop) / D) + 1);
+  const nRows = Math.max(0, iy1 - iy0);
+  const bands = Math.ceil(g.H / g.S);
+  const rows = l.planes * bands;
+  dispatch(
+    { ...kernel("max_backward_prepared", g, { D }), uniforms: PREP_PARAMS },
+    [gy.buffer, argmax.buffer, out.buffer, y.buffer],
+    {
+      rows,
+      H: g.H,
+      W: g.W,
+      OH: g.OH,
+      OW: g.OW,
+      Hq: l.rows,
+      Wq4: l.vec4s,
+      padT: padTop >>> 0,
+      padL: l.padLeft >>> 0,
+      iy0,
+      nRows,
+      bands,
+    },
+    groups(rows, 64),
+  );
+  return out;
 }
 
 /**
