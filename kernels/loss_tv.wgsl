@@ -8,9 +8,11 @@
 //   g[r, c] = sy (sgn(x[r,c] - x[r-1,c]) - sgn(x[r+1,c] - x[r,c]))
 //           + sx (sgn(x[r,c] - x[r,c-1]) - sgn(x[r,c+1] - x[r,c]))   (terms outside the image 0),
 // and, into part[row], its share of TV: the differences to the next row and the next column.
-// kernels/loss_reduce.wgsl then sums part (scale 1).
+// kernels/loss_reduce.wgsl then sums part (scale 1). With `accumulate` = 1 it adds the gradient
+// into `grad` instead (grad += g: the prior's gradient joins the one backpropagated from the
+// other terms in the same pass) and writes no partial loss.
 //
-// Bindings (dispatch order): x, grad, part. Params: rows (N C H), h, w, sy, sx.
+// Bindings (dispatch order): x, grad, part. Params: rows (N C H), h, w, sy, sx, accumulate.
 
 struct Params {
   rows: u32,
@@ -18,6 +20,7 @@ struct Params {
   w: u32,
   sy: f32,
   sx: f32,
+  accumulate: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -48,7 +51,11 @@ fn tv(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec
       g -= p.sx * sign(d);
       loss += p.sx * abs(d);
     }
-    grad[base + c] = g;
+    if (p.accumulate == 1u) {
+      grad[base + c] += g;
+    } else {
+      grad[base + c] = g;
+    }
   }
-  part[row] = loss;
+  if (p.accumulate == 0u) { part[row] = loss; }
 }

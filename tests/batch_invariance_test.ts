@@ -78,7 +78,7 @@ Deno.test("both matmul kernels compute each row of x·Wᵀ and gy·W the same at
 
 for (
   const extra of [
-    { jitter: 2, flip: true, lambdaAct: 0.05, actNorm: "sample-l1" as const },
+    { jitter: 2, flip: true, lambdaAct: 0.05, actNorm: "sample-l1" as const, lambdaTv: 0.05 },
     { smooth: 1, lambdaAct: 0.5, jitter: 1, lambdaTv: 0.05 },
     { method: "softmax-space" as const, flip: true },
     { method: "noise" as const },

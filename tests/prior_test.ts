@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { totalVariation } from "../src/ops/loss.ts";
+import { addTotalVariationGradient, totalVariation } from "../src/ops/loss.ts";
 import { totalVariation as tvNode } from "../src/autograd/functions.ts";
 import { Tape } from "../src/autograd/tape.ts";
 import { Tensor } from "../src/tensor.ts";
@@ -76,4 +76,23 @@ Deno.test("totalVariation rejects a tensor that is not NCHW", async () => {
   const t = Tensor.zeros([4, 4]);
   assert.throws(() => totalVariation(t), /\[N, C, H, W\]/);
   t.dispose();
+});
+
+Deno.test("addTotalVariationGradient adds λ·dTV/dx (TV summed over images) in place", async () => {
+  await gpuReady;
+  const shape = [3, 1, 6, 5];
+  const x = randArray(90, 21, 0, 1);
+  const g0 = randArray(90, 22, -1, 1);
+  const tx = Tensor.from(x, shape);
+  const tg = Tensor.from(g0, shape);
+  addTotalVariationGradient(tx, tg, 0.5);
+  const sum = totalVariation(tx, "sum");
+  const expect = Float64Array.from(await sum.grad.read(), (v, i) => g0[i] + 0.5 * v);
+  assertClose(await tg.read(), expect, { atol: 1e-7, rtol: 1e-6, label: "accumulated" });
+  assertClose([(await sum.loss.read())[0]], [3 * tvRef(x, shape)], {
+    atol: 1e-6,
+    rtol: 1e-5,
+    label: "sum = N · mean",
+  });
+  for (const t of [tx, tg, sum.loss, sum.grad]) t.dispose();
 });

@@ -29,6 +29,7 @@ import { noGrad, Tape } from "../autograd/tape.ts";
 import type { Sequential } from "../nn/layers.ts";
 import type { ActivationNorm } from "../ops/loss.ts";
 import { adamStep } from "../ops/optim.ts";
+import { addTotalVariationGradient } from "../ops/loss.ts";
 import type { ImageShift } from "../ops/shift.ts";
 import type { Rng } from "../random.ts";
 import { Tensor, tidy } from "../tensor.ts";
@@ -84,6 +85,29 @@ export function gaussianKernel(s: number): { data: Float32Array; size: number } 
     for (let x = 0; x < size; x++) data[y * size + x] = (g1[y] * g1[x]) / (sum * sum);
   }
   return { data, size };
+}
+
+/**
+ * The synthesis loss of one iteration on the tape, summed over images:
+ * `Σ_i KL(targets_i ‖ softmax(teacher(input_i)/τ)) + λ_a L_a + λ_tv TV(prior)`, the last term only
+ * when `prior` (the image before jitter) is given.
+ */
+function synthesisLoss(
+  teacher: Sequential,
+  input: Tensor,
+  targets: Tensor,
+  opts: SynthesisOptions,
+  prior: Tensor | null,
+): Tensor {
+  const capture = opts.lambdaAct > 0 ? ["conv1"] : [];
+  const fit = teacher.klDivLoss(input, targets, opts.tau, capture, "sum");
+  let loss = fit.loss;
+  if (opts.lambdaAct > 0) {
+    const act = activationLoss(fit.captured.get("conv1")!, opts.actNorm, "sum");
+    loss = add(loss, act, 1, opts.lambdaAct);
+  }
+  if (prior) loss = add(loss, totalVariation(prior, "sum"), 1, opts.lambdaTv ?? 0);
+  return loss;
 }
 
 /** A logged synthesis loss. */
@@ -157,13 +181,13 @@ export async function synthesizeBatch(
   x.requiresGrad = true;
   const m = Tensor.zeros(shape);
   const v = Tensor.zeros(shape);
-  const capture = opts.lambdaAct > 0 ? ["conv1"] : [];
   const lambdaTv = opts.lambdaTv ?? 0;
   const smooth = opts.smooth ?? 0;
   const kernel = smooth > 0 ? gaussianKernel(smooth) : null;
   const g = kernel ? Tensor.from(kernel.data, [1, 1, kernel.size, kernel.size]) : null;
   const image = (z: Tensor) => g ? conv2d(z, g, null, { padding: (kernel!.size - 1) / 2 }) : z;
   const jitterRngs = rngs.map((r) => r.fork("jitter"));
+  const priorOnTape = lambdaTv > 0 && g !== null; // through the blur, the tape carries it
   let last = NaN;
   try {
     for (let it = 1; it <= opts.iterations; it++) {
@@ -175,18 +199,16 @@ export async function synthesizeBatch(
         const loss = tape.run(() => {
           const xi = image(x);
           const input = shifts ? shift2dPerImage(xi, shifts) : xi;
-          const fit = teacher.klDivLoss(input, targets, opts.tau, capture, "sum");
-          let loss = fit.loss;
-          if (opts.lambdaAct > 0) {
-            const act = activationLoss(fit.captured.get("conv1")!, opts.actNorm, "sum");
-            loss = add(loss, act, 1, opts.lambdaAct);
-          }
-          if (lambdaTv > 0) loss = add(loss, totalVariation(xi, "sum"), 1, lambdaTv);
-          return loss;
+          return synthesisLoss(teacher, input, targets, opts, priorOnTape ? xi : null);
         });
-        const g = tape.backward(loss, [x]).get(x)!;
-        adamStep(x, g, m, v, it, { lr: opts.lr, clampMin: 0, clampMax: 1 });
-        return report ? loss : undefined;
+        const grad = tape.backward(loss, [x]).get(x)!;
+        // on plain pixels the prior's gradient is added in place: one pass, not five
+        if (lambdaTv > 0 && !priorOnTape) addTotalVariationGradient(x, grad, lambdaTv);
+        adamStep(x, grad, m, v, it, { lr: opts.lr, clampMin: 0, clampMax: 1 });
+        if (!report) return undefined;
+        return lambdaTv > 0 && !priorOnTape
+          ? add(loss, totalVariation(x, "sum"), 1, lambdaTv)
+          : loss;
       });
       if (loss) {
         last = (await loss.read())[0] / n;

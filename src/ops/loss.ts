@@ -57,6 +57,7 @@ const TOTAL_VARIATION = {
     ["w", "u32"],
     ["sy", "f32"],
     ["sx", "f32"],
+    ["accumulate", "u32"],
   ]),
 };
 /** The sum kernel of kernels/loss_reduce.wgsl (also used by ./metrics.ts). */
@@ -300,20 +301,54 @@ export function activationLoss(
  * @throws {RangeError} when `x` is not a non-empty f32 4-D tensor.
  */
 export function totalVariation(x: Tensor, reduction: LossReduction = "mean"): LossResult {
-  if (x.shape.length !== 4 || x.size === 0) {
-    throw new RangeError(
-      `totalVariation: x must be a non-empty [N, C, H, W] tensor, got [${x.shape}]`,
-    );
-  }
-  checkDtype("totalVariation", "x", x);
-  const [n, c, h, w] = x.shape;
-  const images = reduction === "sum" ? 1 : n;
-  const rows = n * c * h;
+  const { rows, uniforms } = tvUniforms(
+    "totalVariation",
+    x,
+    reduction === "sum" ? 1 : 1 / x.shape[0],
+  );
   const grad = Tensor.empty(x.shape);
   const part = Tensor.empty([rows]);
-  const sy = h > 1 ? 1 / (images * c * (h - 1) * w) : 0;
-  const sx = w > 1 ? 1 / (images * c * h * (w - 1)) : 0;
-  const uniforms = { rows, h, w, sy, sx };
-  dispatch(TOTAL_VARIATION, [x.buffer, grad.buffer, part.buffer], uniforms, groups(rows, 64));
+  dispatch(
+    TOTAL_VARIATION,
+    [x.buffer, grad.buffer, part.buffer],
+    { ...uniforms, accumulate: 0 },
+    groups(rows, 64),
+  );
   return { loss: reduceInto(part, rows, 1), grad };
+}
+
+/**
+ * Adds `weight · dTV/dx` into `grad` in place (one pass, no loss value), with TV summed over the
+ * images as {@link totalVariation} with `reduction` `"sum"`: a prior's gradient joined to the
+ * gradient of the other loss terms without a pass of its own.
+ *
+ * @param x images, f32 NCHW, non-empty.
+ * @param grad a gradient shaped like `x`, updated in place.
+ * @param weight the prior's weight λ_tv.
+ * @throws {RangeError} when `x` is not a non-empty f32 4-D tensor or `grad`'s shape differs.
+ */
+export function addTotalVariationGradient(x: Tensor, grad: Tensor, weight: number): void {
+  const { rows, uniforms } = tvUniforms("addTotalVariationGradient", x, weight);
+  checkSameShape("addTotalVariationGradient", "x", x, "grad", grad);
+  const unused = Tensor.empty([1]); // `part`, not written in accumulate mode
+  dispatch(
+    TOTAL_VARIATION,
+    [x.buffer, grad.buffer, unused.buffer],
+    { ...uniforms, accumulate: 1 },
+    groups(rows, 64),
+  );
+  unused.dispose();
+}
+
+/** The shape checks and scales of the total-variation kernel, each image's term times `perImage`. */
+function tvUniforms(op: string, x: Tensor, perImage: number) {
+  if (x.shape.length !== 4 || x.size === 0) {
+    throw new RangeError(`${op}: x must be a non-empty [N, C, H, W] tensor, got [${x.shape}]`);
+  }
+  checkDtype(op, "x", x);
+  const [n, c, h, w] = x.shape;
+  const rows = n * c * h;
+  const sy = h > 1 ? perImage / (c * (h - 1) * w) : 0;
+  const sx = w > 1 ? perImage / (c * h * (w - 1)) : 0;
+  return { rows, uniforms: { rows, h, w, sy, sx } };
 }
