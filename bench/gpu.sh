@@ -21,10 +21,13 @@ if ! command -v deno >/dev/null; then
   chmod +x .gpu-bin/deno 2>/dev/null || { echo "no deno on PATH, ./deno.gz or ./deno" >&2; exit 2; }
   export PATH="$PWD/.gpu-bin:$PATH"
 fi
-# The Vulkan loader and libglvnd (NVIDIA's Vulkan driver loads through them); no-ops when present.
-if command -v apt-get >/dev/null && ! ldconfig -p | grep -q libvulkan.so.1; then
-  apt-get install -y -qq libvulkan1 libglvnd0 libglx0 libgl1 libegl1 libgles2 libopengl0 \
-    >/dev/null 2>&1 || echo "warning: apt could not install the Vulkan loader" >&2
+# The Vulkan loader and libglvnd (NVIDIA's Vulkan driver loads through them), only where an NVIDIA
+# driver is present and the loader is not, and without Mesa's software Vulkan driver (a
+# recommendation of libvulkan1) so that a machine without a GPU keeps its adapter.
+if command -v nvidia-smi >/dev/null && command -v apt-get >/dev/null &&
+  ! ldconfig -p | grep -q libvulkan.so.1; then
+  apt-get install -y -qq --no-install-recommends libvulkan1 libglvnd0 libglx0 libgl1 libegl1 \
+    libgles2 libopengl0 >/dev/null 2>&1 || echo "warning: apt could not install the Vulkan loader" >&2
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$out/gpu.txt" ||
   echo "no nvidia-smi" > "$out/gpu.txt"

@@ -206,7 +206,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     key: "synthesis.lambdaTv",
     flag: "lambda-tv",
     type: "number",
-    default: 0,
+    default: 0.05,
     min: 0,
     help: "λ_tv, weight of the total-variation image prior in synthesis (0 = off).",
     resumable: true,
@@ -358,7 +358,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     key: "distillation.adversarial.steps",
     flag: "kd-adv-steps",
     type: "integer",
-    default: 0,
+    default: 1,
     min: 0,
     max: 100,
     help: "Signed-gradient ascent steps that move part of each distillation batch toward where " +
