@@ -80,7 +80,7 @@ for (
   const extra of [
     { jitter: 2, flip: true, lambdaAct: 0.05, actNorm: "sample-l1" as const, lambdaTv: 0.05 },
     { smooth: 1, lambdaAct: 0.5, jitter: 1, lambdaTv: 0.05 },
-    { method: "softmax-space" as const, flip: true },
+    { method: "softmax-space" as const, flip: true, balance: true },
     { method: "noise" as const },
   ]
 ) {

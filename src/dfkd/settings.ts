@@ -35,6 +35,8 @@ export interface SynthesisSettings {
   actNorm: ActivationNorm;
   /** λ_tv, weight of the total-variation prior on the images (0 = off). */
   lambdaTv: number;
+  /** Class-balanced soft targets: each image's target class drawn uniformly (by rejection). */
+  balance: boolean;
   /** Transfer-set size N. */
   samples: number;
   /** Adam iterations per synthesis batch. */
@@ -210,6 +212,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     min: 0,
     help: "λ_tv, weight of the total-variation image prior in synthesis (0 = off).",
     resumable: true,
+  }),
+  synthesis({
+    key: "synthesis.balance",
+    flag: "balance",
+    type: "boolean",
+    default: false,
+    help: "Class-balanced soft targets: each image's target class is drawn uniformly and its " +
+      "feature sample redrawn until the teacher's head gives that class.",
+    resumable: false,
   }),
   synthesis({
     key: "synthesis.samples",
@@ -528,6 +539,7 @@ export function presetOverrides(preset: Preset, dataset: string): ConfigOverride
           lambdaAct: 0.05,
           actNorm: "sample-l1",
           lambdaTv: 0,
+          balance: false,
           samples: dataset === "mnist" ? 24000 : 48000,
           iterations: 1500,
           lr: 0.001,

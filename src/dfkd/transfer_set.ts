@@ -16,6 +16,7 @@ import { Tensor, tidy } from "../tensor.ts";
 import type { SynthesisSettings } from "./settings.ts";
 import { buildFeatureModel, type FeatureModel, sampleFeatures } from "./feature_model.ts";
 import { softTargets } from "./soft_targets.ts";
+import { targetClass } from "./diagnostics.ts";
 import { synthesizeBatch } from "./synthesis.ts";
 
 /**
@@ -64,8 +65,12 @@ export async function synthesizeTransferBatch(
     probs.dispose();
     return { images, targets, loss: 0 };
   }
-  const samples = new Float32Array(n * fm.k);
-  rngs.forEach((r, j) => samples.set(sampleFeatures(fm, 1, r.fork("features")), j * fm.k));
+  const samples = cfg.balance
+    ? await classBalancedFeatures(teacher, fm, rngs)
+    : new Float32Array(n * fm.k);
+  if (!cfg.balance) {
+    rngs.forEach((r, j) => samples.set(sampleFeatures(fm, 1, r.fork("features")), j * fm.k));
+  }
   const y = softTargets(teacher, fm.layer, samples, n, cfg.tau);
   try {
     const res = await synthesizeBatch(
@@ -81,6 +86,52 @@ export async function synthesizeTransferBatch(
   } finally {
     y.dispose();
   }
+}
+
+/** Candidates per image and round of {@link classBalancedFeatures}. */
+const CANDIDATES = 16;
+/** Rounds of {@link classBalancedFeatures} before an image keeps its last candidate. */
+const ROUNDS = 64;
+
+/**
+ * Class-balanced pre-activations: image j wants a class drawn uniformly from its own generator
+ * (`rngs[j].fork("class")`) and takes the first sample of its `features` stream whose soft
+ * target has that class (its top-1), so every class gets about `n / classes` targets whatever
+ * classes the feature-space model favours. Candidates are drawn {@link CANDIDATES} at a time per
+ * image still waiting; after {@link ROUNDS} rounds an image keeps its last candidate (a class the
+ * model almost never produces). Each image's result depends on its generator alone.
+ *
+ * @returns `[n, k]` row-major pre-activations of the feature model's layer.
+ */
+export async function classBalancedFeatures(
+  teacher: Sequential,
+  fm: FeatureModel,
+  rngs: readonly Rng[],
+): Promise<Float32Array> {
+  const { k } = fm;
+  const classes = teacher.shapes(1).at(-1)!.shape[1];
+  const wanted = rngs.map((r) => r.fork("class").int(classes));
+  const streams = rngs.map((r) => r.fork("features"));
+  const out = new Float32Array(rngs.length * k);
+  let waiting = rngs.map((_, j) => j);
+  for (let round = 1; waiting.length > 0; round++) {
+    const m = waiting.length * CANDIDATES;
+    const candidates = new Float32Array(m * k);
+    waiting.forEach((j, w) => {
+      candidates.set(sampleFeatures(fm, CANDIDATES, streams[j]), w * CANDIDATES * k);
+    });
+    const y = softTargets(teacher, fm.layer, candidates, m, 1);
+    const probs = await y.read().finally(() => y.dispose());
+    waiting = waiting.filter((j, w) => {
+      const rows = Array.from({ length: CANDIDATES }, (_, c) => w * CANDIDATES + c);
+      const hit = rows.find((row) => targetClass(probs, row, classes) === wanted[j]);
+      const row = hit ?? (round === ROUNDS ? rows.at(-1)! : undefined);
+      if (row === undefined) return true;
+      out.set(candidates.subarray(row * k, (row + 1) * k), j * k);
+      return false;
+    });
+  }
+  return out;
 }
 
 /**
