@@ -14,7 +14,7 @@ declare -A args=([base]="" [tv]="--tv 0.05" [adv]="--adv-steps 1" [tv+adv]="--tv
   [tv0.1+adv]="--tv 0.1 --adv-steps 1" [adv2]="--adv-steps 2" [tv+adv2]="--tv 0.05 --adv-steps 2"
   [smooth+adv]="--smooth 1 --adv-steps 1" [tv+jitter+adv]="--tv 0.05 --jitter 2 --adv-steps 1"
   [tv+smooth+adv]="--tv 0.05 --smooth 1 --adv-steps 1"
-  [tv+adv+kdtau4]="--tv 0.05 --adv-steps 1 --kd-tau 4" [tv+adv+kdtau8]="--tv 0.05 --adv-steps 1 --kd-tau 8")
+  [tv+adv+bal]="--tv 0.05 --adv-steps 1 --balance 1" [tv+adv+kdtau4]="--tv 0.05 --adv-steps 1 --kd-tau 4" [tv+adv+kdtau8]="--tv 0.05 --adv-steps 1 --kd-tau 8")
 default=(fmnist-adam fmnist-he fmnist-cosine-shift ../../examples/teachers/lenet5-fashion-mnist
   mnist-adam mnist-he mnist-cosine-shift ../../examples/teachers/lenet5-mnist mnist-weak)
 read -r -a teachers <<< "${TEACHERS:-${default[*]}}"  # TEACHERS="a b" picks some; THREADS=1 on a busy machine
