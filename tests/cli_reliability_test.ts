@@ -269,7 +269,7 @@ Deno.test("a test set of the other dataset and a teacher far below its record ar
   assert.match(r.stderr, /far below the 90\.00% its checkpoint records/);
 });
 
-Deno.test("a plain PyTorch state dict (nn.Sequential names, no metadata) runs with --arch", async () => {
+Deno.test("a plain PyTorch state dict (nn.Sequential names, no metadata) runs with or without --arch", async () => {
   const m = buildModel("lenet5", 6);
   const names: Record<string, string> = {
     conv1: "features.0",
@@ -289,7 +289,10 @@ Deno.test("a plain PyTorch state dict (nn.Sequential names, no metadata) runs wi
   m.dispose();
   const file = join(tmp, "state_dict.safetensors");
   await saveSafetensors(file, tensors);
-  assertUserError(await run(["--teacher", file, ...TOY]), "no architecture", "--arch");
+  // without --arch the architecture comes from the tensor shapes
+  const inferred = join(tmp, "pytorch-inferred");
+  assertOk(await run(["--teacher", file, "--data", data, "--out", inferred, ...TOY]));
+  assert.equal((await readJson(join(inferred, "metrics.json"))).student_parameters, 35820);
   const dir = join(tmp, "pytorch");
   const r = await run([
     "--teacher",
