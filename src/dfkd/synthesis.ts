@@ -202,13 +202,17 @@ export async function synthesizeBatch(
           return synthesisLoss(teacher, input, targets, opts, priorOnTape ? xi : null);
         });
         const grad = tape.backward(loss, [x]).get(x)!;
-        // on plain pixels the prior's gradient is added in place: one pass, not five
-        if (lambdaTv > 0 && !priorOnTape) addTotalVariationGradient(x, grad, lambdaTv);
-        adamStep(x, grad, m, v, it, { lr: opts.lr, clampMin: 0, clampMax: 1 });
-        if (!report) return undefined;
-        return lambdaTv > 0 && !priorOnTape
+        const inPlace = lambdaTv > 0 && !priorOnTape;
+        // the logged loss is that of the pixels before this step, prior included
+        const logged = !report
+          ? undefined
+          : inPlace
           ? add(loss, totalVariation(x, "sum"), 1, lambdaTv)
           : loss;
+        // on plain pixels the prior's gradient is added in place: one pass, not six
+        if (inPlace) addTotalVariationGradient(x, grad, lambdaTv);
+        adamStep(x, grad, m, v, it, { lr: opts.lr, clampMin: 0, clampMax: 1 });
+        return logged;
       });
       if (loss) {
         last = (await loss.read())[0] / n;
