@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { DEFAULTS, resolveConfig } from "../src/dfkd/settings.ts";
 import { judgeAgreement, transferSetStats, transferSetWarning } from "../src/dfkd/diagnostics.ts";
-import { runDfkd } from "../src/dfkd/run.ts";
+import { type RunContext, runDfkd } from "../src/dfkd/run.ts";
+import type { Sequential } from "../src/nn/layers.ts";
 import { teacherFeatureModel } from "../src/dfkd/transfer_set.ts";
 import { checkNonZeroWeights } from "../src/nn/checkpoint.ts";
 import { CheckpointError, decodeSafetensors } from "../src/nn/safetensors.ts";
@@ -88,6 +89,18 @@ Deno.test("predict agrees with evaluate and does not depend on the batch size", 
   }
 });
 
+/** The context of a run of `teacher` without a test set. */
+function toyContext(teacher: Sequential): RunContext {
+  return {
+    teacher,
+    teacherName: "test",
+    dataset: "fashion-mnist",
+    testSet: null,
+    testSetDir: null,
+    adapter: "test",
+  };
+}
+
 Deno.test("a run whose teacher files every image under one class warns before distilling", async () => {
   await gpuReady;
   const teacher = buildModel("lenet5", 2);
@@ -108,12 +121,7 @@ Deno.test("a run whose teacher files every image under one class warns before di
       }),
       dir,
       {
-        teacher,
-        teacherName: "test",
-        dataset: "fashion-mnist",
-        testSet: null,
-        testSetDir: null,
-        adapter: "test",
+        ...toyContext(teacher),
         onEvent: (e) => order.push(e.phase === "message" ? e.text : e.phase),
       },
     );
@@ -143,14 +151,7 @@ Deno.test("a run with a judge reports the share of soft-target classes the judge
         distillation: { epochs: 1 },
       },
     });
-    const ctx = {
-      teacher,
-      teacherName: "test",
-      dataset: "fashion-mnist",
-      testSet: null,
-      testSetDir: null,
-      adapter: "test",
-    };
+    const ctx = toyContext(teacher);
     const out = await runDfkd(cfg, dir, { ...ctx, judge });
     assert.ok(!out.stopped);
     const images = await Deno.readFile(`${dir}/transfer-set.safetensors`);
