@@ -9,7 +9,13 @@
  * @module
  */
 
-import { bufferPool, clearBuffer, readBuffer, uploadBuffer } from "./gpu/runtime.ts";
+import {
+  bufferPool,
+  clearBuffer,
+  readBuffer,
+  readBufferLater,
+  uploadBuffer,
+} from "./gpu/runtime.ts";
 
 /** Element type of a tensor. */
 export type DType = "f32" | "u32";
@@ -180,6 +186,15 @@ export class Tensor {
   /** Reads the data back as `Float32Array` (submits queued work; one GPU round trip). */
   async read(): Promise<Float32Array> {
     return new Float32Array(await readBuffer(this.buffer, this.bytes));
+  }
+
+  /**
+   * Starts reading the data back and returns a function that awaits it (see `readBufferLater`):
+   * later work queued in between overlaps the round trip. Call it once.
+   */
+  readLater(): () => Promise<Float32Array> {
+    const data = readBufferLater(this.buffer, this.bytes);
+    return async () => new Float32Array(await data());
   }
 
   /** Reads the data back as `Uint32Array`. */

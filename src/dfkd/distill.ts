@@ -6,7 +6,9 @@
  * relabelled by the teacher, so a fixed transfer set becomes a fresh stream of (image, teacher
  * output) pairs. Part of each batch may also be moved toward where the student and the teacher
  * disagree (see {@link AdversarialOptions}) before it is relabelled.
- * A step is queued GPU work; the loss is read back every `logEvery` steps.
+ * The batches are assembled on the adapter (`kd_batches.ts`). A step is queued GPU work; the
+ * loss is read back every `logEvery` steps while the next steps are queued, and checked (and
+ * reported) at the next report.
  *
  * @module
  */
@@ -17,9 +19,9 @@ import { copyBuffer } from "../gpu/runtime.ts";
 import type { Sequential } from "../nn/layers.ts";
 import { Adam, cosineLr } from "../nn/optim.ts";
 import { signStep } from "../ops/optim.ts";
-import { gatherBatch } from "../nn/train.ts";
 import { Rng } from "../random.ts";
 import { Tensor, tidy } from "../tensor.ts";
+import { KdBatches } from "./kd_batches.ts";
 import { NumericalError } from "./synthesis.ts";
 import type { AdversarialSettings, DistillationSettings } from "./settings.ts";
 import type { TrainingState } from "../nn/checkpoint.ts";
@@ -70,37 +72,6 @@ export interface DistillHooks {
 }
 
 /**
- * Mixup (Zhang et al., ICLR 2018) inside a batch, in place: image `i` becomes
- * `λ·x_i + (1 − λ)·x_j` with `λ ~ U(0, 1)` (Beta(1, 1)) and `j` a random image of the same batch.
- * Distillation needs no mixed labels: the teacher relabels the mixed images.
- *
- * `batch: [n, per]` f32; `scratch` (at least `n · per` values) holds the unmixed copy, so a loop can
- * reuse one. Throws a `RangeError` when `batch` or `scratch` is shorter than `n · per`.
- */
-export function mixBatch(
-  batch: Float32Array,
-  n: number,
-  per: number,
-  rng: Rng,
-  scratch: Float32Array = new Float32Array(n * per),
-): void {
-  if (batch.length < n * per || scratch.length < n * per) {
-    throw new RangeError(
-      `mixBatch: batch (${batch.length}) and scratch (${scratch.length}) need ${n} × ${per} values`,
-    );
-  }
-  const src = scratch;
-  src.set(batch.subarray(0, n * per));
-  for (let i = 0; i < n; i++) {
-    const j = rng.int(n);
-    const lambda = rng.uniform();
-    const o = i * per;
-    const p = j * per;
-    for (let k = 0; k < per; k++) batch[o + k] = lambda * src[o + k] + (1 - lambda) * src[p + k];
-  }
-}
-
-/**
  * Moves `x: [n, ...]` in place by `opts.steps` signed-gradient ascent steps on
  * `kdDivergence(teacher(x), student(x), tau)` (gradient through both networks), clamped to
  * [0, 1]. Queues GPU work only; neither network's parameters get a gradient.
@@ -130,6 +101,73 @@ export function adversarialSteps(
   }
 }
 
+/** One distillation step on the batch `x` (disposed by the caller); returns the KD loss. */
+function kdStep(
+  teacher: Sequential,
+  student: Sequential,
+  x: Tensor,
+  adam: Adam,
+  opts: DistillOptions,
+): Tensor {
+  const adv = opts.adversarial;
+  const advN = adv?.steps ? Math.round(adv.fraction * x.shape[0]) : 0;
+  if (adv && advN > 0) {
+    const bytes = (advN * x.size * 4) / x.shape[0];
+    const xa = Tensor.empty([advN, ...x.shape.slice(1)]);
+    copyBuffer(x.buffer, xa.buffer, bytes);
+    adversarialSteps(teacher, student, xa, opts.tau, adv);
+    copyBuffer(xa.buffer, x.buffer, bytes);
+  }
+  const t = noGrad(() => teacher.forward(x));
+  const tape = new Tape();
+  const loss = tape.run(() => kdLoss(t, student.forward(x), opts.tau));
+  adam.step(tape.backward(loss, adam.params));
+  return loss;
+}
+
+/**
+ * The loss of a reporting step, read back while later steps are queued and checked at the next
+ * report (or the end of an epoch): no step waits on the adapter.
+ */
+class PendingLoss {
+  #read: (() => Promise<Float32Array>) | null = null;
+  #at = { epoch: 0, s: 0, step: 0 };
+  /** The last loss checked. */
+  value = NaN;
+
+  constructor(readonly steps: number, readonly onProgress?: (p: DistillProgress) => void) {}
+
+  /** Checks the pending loss, if any, then starts reading `loss` (step `step`, batch `s`). */
+  async replace(loss: Tensor, epoch: number, s: number, step: number): Promise<void> {
+    await this.settle();
+    this.#read = loss.readLater();
+    this.#at = { epoch, s, step };
+  }
+
+  /** Awaits the pending loss, reports it, and throws if it is not finite. */
+  async settle(): Promise<void> {
+    const read = this.#read;
+    if (!read) return;
+    this.#read = null;
+    const { epoch, s, step } = this.#at;
+    this.value = (await read())[0];
+    if (!Number.isFinite(this.value)) {
+      throw new NumericalError(
+        `distillation loss became ${this.value} at epoch ${epoch + 1}, step ${s + 1}; ` +
+          `lower distillation.lr or distillation.tau`,
+      );
+    }
+    this.onProgress?.({ epoch, step: step + 1, steps: this.steps, loss: this.value });
+  }
+
+  /** Frees a pending read without checking it (after an error). */
+  async drop(): Promise<void> {
+    const read = this.#read;
+    this.#read = null;
+    await read?.().catch(() => {});
+  }
+}
+
 /**
  * Trains `student` to match `teacher` on `images: [count, ...inputShape]` in [0, 1].
  *
@@ -145,63 +183,40 @@ export async function distill(
   resume?: DistillState,
 ): Promise<{ finalLoss: number; imagesSeen: number; stopped: boolean }> {
   const bs = Math.min(opts.batchSize, count);
-  const per = student.inputShape.reduce((a, b) => a * b, 1);
   const stepsPerEpoch = Math.max(1, Math.floor(count / bs));
   const steps = opts.epochs * stepsPerEpoch;
   student.setTrainable(true);
   teacher.setTrainable(false);
-  const params = student.parameters().map((p) => p.value);
-  const adam = new Adam(params, { lr: opts.lr });
+  const adam = new Adam(student.parameters().map((p) => p.value), { lr: opts.lr });
   if (resume) {
     adam.t = resume.t;
     adam.state().forEach((t, i) => t.write(resume.moments[i]));
   }
-  const adv = opts.adversarial?.steps ? opts.adversarial : undefined;
-  const advN = adv ? Math.round(adv.fraction * bs) : 0;
-  const batch = new Float32Array(bs * per);
-  const mixScratch = opts.mixup ? new Float32Array(bs * per) : undefined;
-  let finalLoss = NaN;
+  const batches = new KdBatches(images, count, student.inputShape, bs, opts);
+  const pending = new PendingLoss(steps, hooks.onProgress);
   let imagesSeen = 0;
   try {
     for (let epoch = resume?.epoch ?? 0; epoch < opts.epochs; epoch++) {
-      const rng = new Rng(opts.seed).fork(`distill-epoch-${epoch}`);
-      const idx = Uint32Array.from({ length: count }, (_, i) => i);
-      rng.shuffle(idx);
-      const aug = opts.shift || opts.flip ? rng.fork("augment") : undefined;
-      const mix = opts.mixup ? rng.fork("mixup") : undefined;
+      batches.epoch(new Rng(opts.seed).fork(`distill-epoch-${epoch}`));
       for (let s = 0; s < stepsPerEpoch; s++) {
-        if (hooks.shouldStop?.()) return { finalLoss, imagesSeen, stopped: true };
+        if (hooks.shouldStop?.()) {
+          await pending.settle();
+          return { finalLoss: pending.value, imagesSeen, stopped: true };
+        }
         const step = epoch * stepsPerEpoch + s;
-        gatherBatch(images, idx, s * bs, bs, student.inputShape, batch, aug, opts.flip, opts.shift);
-        if (mix) mixBatch(batch, bs, per, mix, mixScratch);
         adam.opts.lr = cosineLr(opts.lr, step, steps);
         const report = (step + 1) % opts.logEvery === 0 || s === stepsPerEpoch - 1;
         const loss = tidy(() => {
-          const x = Tensor.from(batch, [bs, ...student.inputShape]);
-          if (adv && advN > 0) {
-            const xa = Tensor.from(batch.subarray(0, advN * per), [advN, ...student.inputShape]);
-            adversarialSteps(teacher, student, xa, opts.tau, adv);
-            copyBuffer(xa.buffer, x.buffer, advN * per * 4);
-          }
-          const t = noGrad(() => teacher.forward(x));
-          const tape = new Tape();
-          const loss = tape.run(() => kdLoss(t, student.forward(x), opts.tau));
-          adam.step(tape.backward(loss, params));
+          const loss = kdStep(teacher, student, batches.batch(s), adam, opts);
           return report ? loss : undefined;
         });
         imagesSeen += bs;
         if (loss) {
-          finalLoss = (await loss.read())[0];
-          loss.dispose();
-          if (!Number.isFinite(finalLoss)) {
-            throw new NumericalError(
-              `distillation loss became ${finalLoss} at epoch ${epoch + 1}, step ${s + 1}; ` +
-                `lower distillation.lr or distillation.tau`,
-            );
-          }
-          hooks.onProgress?.({ epoch, step: step + 1, steps, loss: finalLoss });
+          await pending.replace(loss, epoch, s, step);
+          loss.dispose(); // its read is queued first
         }
       }
+      await pending.settle();
       await hooks.onEpochEnd?.(epoch, async () => ({
         epoch: epoch + 1,
         t: adam.t,
@@ -209,8 +224,10 @@ export async function distill(
       }));
     }
   } finally {
+    await pending.drop();
+    batches.dispose();
     adam.dispose();
     student.setTrainable(false);
   }
-  return { finalLoss, imagesSeen, stopped: false };
+  return { finalLoss: pending.value, imagesSeen, stopped: false };
 }

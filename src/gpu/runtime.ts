@@ -213,25 +213,40 @@ class Runtime {
     );
   }
 
-  async read(buffer: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
+  read(buffer: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
+    return this.readLater(buffer, bytes, offset)();
+  }
+
+  /** Queues the copy of a readback and submits; the returned function awaits its data. */
+  readLater(buffer: GPUBuffer, bytes: number, offset = 0): () => Promise<ArrayBuffer> {
     const size = Math.ceil(bytes / 4) * 4;
     const staging = this.device.createBuffer({
       size: Math.max(4, size),
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     });
+    let mapped: Promise<void>;
     try {
       this.#endPass();
       if (size > 0) this.#encoderNow().copyBufferToBuffer(buffer, offset, staging, 0, size);
       this.#encoderNow();
       this.flush();
-      const t0 = performance.now();
-      await staging.mapAsync(GPUMapMode.READ);
-      this.stats.readbackMs += performance.now() - t0;
-      this.stats.readbacks++;
-      return staging.getMappedRange().slice(0, bytes);
-    } finally {
+      mapped = staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
       staging.destroy();
+      throw e;
     }
+    mapped.catch(() => {}); // the rejection reaches whoever awaits the data
+    return async () => {
+      try {
+        const t0 = performance.now();
+        await mapped;
+        this.stats.readbackMs += performance.now() - t0;
+        this.stats.readbacks++;
+        return staging.getMappedRange().slice(0, bytes);
+      } finally {
+        staging.destroy();
+      }
+    };
   }
 
   async sync(): Promise<void> {
@@ -343,6 +358,19 @@ export function uploadBuffer(buffer: GPUBuffer, data: ArrayBufferView, offset = 
 /** Submits queued work and reads `bytes` bytes of `buffer` back (one GPU round trip). */
 export function readBuffer(buffer: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
   return rt().read(buffer, bytes, offset);
+}
+
+/**
+ * Submits queued work with a readback of `bytes` bytes of `buffer`, without waiting: the returned
+ * function awaits the data. Queue more work before awaiting it, and the round trip overlaps that
+ * work instead of stalling the host. Call the function once (it frees the staging buffer).
+ */
+export function readBufferLater(
+  buffer: GPUBuffer,
+  bytes: number,
+  offset = 0,
+): () => Promise<ArrayBuffer> {
+  return rt().readLater(buffer, bytes, offset);
 }
 
 /** Submits queued work and waits until the GPU has finished it. */
