@@ -22,6 +22,7 @@ import { signStep } from "../ops/optim.ts";
 import { Rng } from "../random.ts";
 import { Tensor, tidy } from "../tensor.ts";
 import { KdBatches } from "./kd_batches.ts";
+import { LossReadback } from "./loss_readback.ts";
 import { NumericalError } from "./synthesis.ts";
 import type { AdversarialSettings, DistillationSettings } from "./settings.ts";
 import type { TrainingState } from "../nn/checkpoint.ts";
@@ -125,47 +126,24 @@ function kdStep(
   return loss;
 }
 
-/**
- * The loss of a reporting step, read back while later steps are queued and checked at the next
- * report (or the end of an epoch): no step waits on the adapter.
- */
-class PendingLoss {
-  #read: (() => Promise<Float32Array>) | null = null;
-  #at = { epoch: 0, s: 0, step: 0 };
-  /** The last loss checked. */
-  value = NaN;
+/** Where a distillation loss was taken: for its progress report and its error message. */
+interface KdAt {
+  epoch: number;
+  s: number;
+  step: number;
+}
 
-  constructor(readonly steps: number, readonly onProgress?: (p: DistillProgress) => void) {}
-
-  /** Checks the pending loss, if any, then starts reading `loss` (step `step`, batch `s`). */
-  async replace(loss: Tensor, epoch: number, s: number, step: number): Promise<void> {
-    await this.settle();
-    this.#read = loss.readLater();
-    this.#at = { epoch, s, step };
-  }
-
-  /** Awaits the pending loss, reports it, and throws if it is not finite. */
-  async settle(): Promise<void> {
-    const read = this.#read;
-    if (!read) return;
-    this.#read = null;
-    const { epoch, s, step } = this.#at;
-    this.value = (await read())[0];
-    if (!Number.isFinite(this.value)) {
+/** The check and report of each distillation loss read back. */
+function kdReadback(steps: number, hooks: DistillHooks): LossReadback<KdAt> {
+  return new LossReadback<KdAt>((loss, { epoch, s, step }) => {
+    if (!Number.isFinite(loss)) {
       throw new NumericalError(
-        `distillation loss became ${this.value} at epoch ${epoch + 1}, step ${s + 1}; ` +
+        `distillation loss became ${loss} at epoch ${epoch + 1}, step ${s + 1}; ` +
           `lower distillation.lr or distillation.tau`,
       );
     }
-    this.onProgress?.({ epoch, step: step + 1, steps: this.steps, loss: this.value });
-  }
-
-  /** Frees a pending read without checking it (after an error). */
-  async drop(): Promise<void> {
-    const read = this.#read;
-    this.#read = null;
-    await read?.().catch(() => {});
-  }
+    hooks.onProgress?.({ epoch, step: step + 1, steps, loss });
+  });
 }
 
 /**
@@ -193,7 +171,7 @@ export async function distill(
     adam.state().forEach((t, i) => t.write(resume.moments[i]));
   }
   const batches = new KdBatches(images, count, student.inputShape, bs, opts);
-  const pending = new PendingLoss(steps, hooks.onProgress);
+  const pending = kdReadback(steps, hooks);
   let imagesSeen = 0;
   try {
     for (let epoch = resume?.epoch ?? 0; epoch < opts.epochs; epoch++) {
@@ -212,8 +190,7 @@ export async function distill(
         });
         imagesSeen += bs;
         if (loss) {
-          await pending.replace(loss, epoch, s, step);
-          loss.dispose(); // its read is queued first
+          await pending.start(loss, { epoch, s, step });
         }
       }
       await pending.settle();

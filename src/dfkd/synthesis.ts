@@ -34,6 +34,7 @@ import type { ImageShift } from "../ops/shift.ts";
 import type { Rng } from "../random.ts";
 import { Tensor, tidy } from "../tensor.ts";
 import { NumericalError } from "../errors.ts";
+import { LossReadback } from "./loss_readback.ts";
 
 export { NumericalError };
 
@@ -188,10 +189,22 @@ export async function synthesizeBatch(
   const image = (z: Tensor) => g ? conv2d(z, g, null, { padding: (kernel!.size - 1) / 2 }) : z;
   const jitterRngs = rngs.map((r) => r.fork("jitter"));
   const priorOnTape = lambdaTv > 0 && g !== null; // through the blur, the tape carries it
-  let last = NaN;
+  const pending = new LossReadback<number>((total, iteration) => {
+    const loss = total / n;
+    if (!Number.isFinite(loss)) {
+      throw new NumericalError(
+        `synthesis loss became ${loss} at iteration ${iteration}; ` +
+          `lower synthesis.lr or synthesis.tau`,
+      );
+    }
+    onLog?.({ iteration, loss });
+  });
   try {
     for (let it = 1; it <= opts.iterations; it++) {
-      if (shouldStop?.()) return null;
+      if (shouldStop?.()) {
+        await pending.settle();
+        return null;
+      }
       const report = it % opts.logEvery === 0 || it === opts.iterations;
       const shifts = drawShifts(jitterRngs, opts.jitter ?? 0, opts.flip === true);
       const loss = tidy(() => {
@@ -215,24 +228,19 @@ export async function synthesizeBatch(
         return logged;
       });
       if (loss) {
-        last = (await loss.read())[0] / n;
-        loss.dispose();
-        if (!Number.isFinite(last)) {
-          throw new NumericalError(
-            `synthesis loss became ${last} at iteration ${it}; lower synthesis.lr or synthesis.tau`,
-          );
-        }
-        onLog?.({ iteration: it, loss: last });
+        await pending.start(loss, it); // checked at the next report, while more is queued
       }
     }
-    if (!g) return { images: await x.read(), loss: last };
-    const out = noGrad(() => image(x));
+    const out = g ? noGrad(() => image(x)) : x;
     try {
-      return { images: await out.read(), loss: last };
+      const images = out.readLater();
+      await pending.settle();
+      return { images: await images(), loss: pending.value / n };
     } finally {
-      out.dispose();
+      if (out !== x) out.dispose();
     }
   } finally {
+    await pending.drop();
     g?.dispose();
     x.dispose();
     m.dispose();
