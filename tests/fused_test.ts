@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   conv2dReluMaxPool2d,
+  linearKdLoss,
   linearKlDivLoss,
   linearRelu,
   reluMaxPool2d,
@@ -337,6 +338,76 @@ for (const [n, m, k, tau] of [[6, 12, 10, 2], [300, 8, 3, 20]]) {
     const fd = numGrad((xx) => headRef(ps, xx, ws, bs, n, tau), xs);
     assertClose(await gx.read(), fd, { atol: 1e-6, rtol: 1e-3, label: "dx" });
     for (const t of [p, x, w, b, loss, gx]) t.dispose();
+  });
+}
+
+/** τ² · mean_n CE(softmax(t_n/τ), softmax((h_n·Wᵀ + b)/τ)) in float64. */
+function kdHeadRef(
+  t: ArrayLike<number>,
+  h: ArrayLike<number>,
+  w: ArrayLike<number>,
+  b: ArrayLike<number>,
+  n: number,
+  tau: number,
+) {
+  const k = b.length;
+  const m = w.length / k;
+  const logSoftmax = (z: number[]) => {
+    const mx = Math.max(...z);
+    const lse = mx + Math.log(z.reduce((a, v) => a + Math.exp(v - mx), 0));
+    return z.map((v) => v - lse);
+  };
+  let loss = 0;
+  for (let i = 0; i < n; i++) {
+    const zs = Array.from({ length: k }, (_, j) => {
+      let s = b[j];
+      for (let q = 0; q < m; q++) s += h[i * m + q] * w[j * m + q];
+      return s / tau;
+    });
+    const lt = logSoftmax(Array.from({ length: k }, (_, j) => t[i * k + j] / tau));
+    const ls = logSoftmax(zs);
+    for (let j = 0; j < k; j++) loss -= Math.exp(lt[j]) * ls[j];
+  }
+  return (tau * tau * loss) / n;
+}
+
+for (const [n, m, k, tau] of [[6, 12, 10, 2], [130, 8, 3, 4]]) {
+  Deno.test(`linearKdLoss n ${n}, M ${m}, K ${k}, τ ${tau}: loss, dh, dW and db match float64`, async () => {
+    await gpuReady;
+    const [ts, hs, ws, bs] = [
+      randArray(n * k, 24, -5, 5),
+      randArray(n * m, 25),
+      randArray(k * m, 26),
+      randArray(k, 27),
+    ];
+    const [t, h, w, b] = [
+      Tensor.from(ts, [n, k]),
+      Tensor.from(hs, [n, m]),
+      Tensor.from(ws, [k, m]),
+      Tensor.from(bs, [k]),
+    ];
+    for (const x of [h, w, b]) x.requiresGrad = true;
+    const got = tidy(() => {
+      const tape = new Tape();
+      const loss = tape.run(() => linearKdLoss(t, h, w, b, tau));
+      const g = tape.backward(loss, [h, w, b]);
+      return { loss, gh: g.get(h)!, gw: g.get(w)!, gb: g.get(b)! };
+    });
+    const ref = kdHeadRef(ts, hs, ws, bs, n, tau);
+    assertNear((await got.loss.read())[0], ref, 1e-5 + 1e-4 * Math.abs(ref), "loss");
+    const fd = (name: string, x: Float32Array, f: (v: Float64Array) => number) =>
+      [name, numGrad(f, x)] as const;
+    for (
+      const [name, want] of [
+        fd("dh", hs, (v) => kdHeadRef(ts, v, ws, bs, n, tau)),
+        fd("dW", ws, (v) => kdHeadRef(ts, hs, v, bs, n, tau)),
+        fd("db", bs, (v) => kdHeadRef(ts, hs, ws, v, n, tau)),
+      ]
+    ) {
+      const g = name === "dh" ? got.gh : name === "dW" ? got.gw : got.gb;
+      assertClose(await g.read(), want, { atol: 1e-5, rtol: 1e-3, label: name });
+    }
+    for (const x of [t, h, w, b, got.loss, got.gh, got.gw, got.gb]) x.dispose();
   });
 }
 

@@ -10,6 +10,8 @@
  *   gradient (a frozen teacher), the pool's backward writes straight into the layout the
  *   backward convolution reads.
  * - `linearKlDivLoss`: the synthesis loss through the last linear layer in one pass.
+ * - `linearKdLoss`: the distillation loss through the student's last linear layer, its gradient
+ *   to the layer's input in the same pass and to its weight and bias in one more.
  *
  * Where weights need gradients (training), the backward rules take the unfused path for them.
  *
@@ -26,7 +28,12 @@ import {
 } from "../ops/conv2d.ts";
 import { reluBackward } from "../ops/elementwise.ts";
 import { matmul } from "../ops/matmul.ts";
-import { LINEAR_KL_MAX_CLASSES, linearKlDivLoss as linearKlDivOp } from "../ops/loss_head.ts";
+import {
+  LINEAR_KL_MAX_CLASSES,
+  linearKdLoss as linearKdOp,
+  linearKdParamGrads,
+  linearKlDivLoss as linearKlDivOp,
+} from "../ops/loss_head.ts";
 import {
   maxPool2d as maxPoolOp,
   maxPool2dBackward,
@@ -37,8 +44,9 @@ import {
 import type { LossReduction } from "../ops/loss.ts";
 import { sumCols } from "../ops/reduce.ts";
 import type { Tensor } from "../tensor.ts";
-import { klDivLoss, linear, lossNode } from "./functions.ts";
-import { activeTape } from "./tape.ts";
+import { scaleByScalar } from "../ops/optim.ts";
+import { kdLoss, klDivLoss, linear, lossNode } from "./functions.ts";
+import { activeTape, isSeed } from "./tape.ts";
 
 /** `relu(x·Wᵀ + b)`; x: [N, in], w: [out, in], b: [out] → [N, out]. */
 export function linearRelu(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
@@ -133,4 +141,45 @@ export function linearKlDivLoss(
   }
   const { loss, gradX } = linearKlDivOp(p, x, w, b, tau, reduction);
   return lossNode({ loss, grad: gradX }, x);
+}
+
+/**
+ * Distillation loss through the student's last linear layer:
+ * `tau² · mean_n CE(softmax(t_n / tau), softmax((h_n·Wᵀ + b) / tau))`; t: [N, K] teacher logits
+ * (constants), h: [N, M], w: [K, M], b: [K] → [1]; differentiable in h, w and b. Two passes (and
+ * the loss's sum) when K ≤ 32, else `kdLoss(t, linear(h, w, b), tau)`.
+ */
+export function linearKdLoss(
+  t: Tensor,
+  h: Tensor,
+  w: Tensor,
+  b: Tensor | null,
+  tau: number,
+): Tensor {
+  if (w.shape[0] > LINEAR_KL_MAX_CLASSES) return kdLoss(t, linear(h, w, b), tau);
+  const { loss, gradZ, gradH } = linearKdOp(t, h, w, b, tau);
+  const tape = activeTape();
+  const inputs = b ? [h, w, b] : [h, w];
+  if (!tape || !inputs.some((x) => tape.needsGrad(x))) {
+    gradZ.dispose();
+    gradH.dispose();
+    return loss;
+  }
+  tape.record(loss, inputs, (gy, needs) => {
+    const params = needs[1] || (b && needs[2])
+      ? linearKdParamGrads(gradZ, h, b !== null && needs[2])
+      : { gradW: null, gradB: null };
+    if (!needs[1]) params.gradW?.dispose();
+    gradZ.dispose();
+    const grads = [needs[0] ? gradH : null, needs[1] ? params.gradW : null, params.gradB];
+    if (!needs[0]) gradH.dispose();
+    if (isSeed(gy)) return grads;
+    return grads.map((g) => {
+      if (!g) return null;
+      const scaled = scaleByScalar(g, gy);
+      g.dispose();
+      return scaled;
+    });
+  });
+  return loss;
 }

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { kdDivergence, kdLoss } from "../autograd/functions.ts";
+import { kdDivergence } from "../autograd/functions.ts";
 import { noGrad, Tape } from "../autograd/tape.ts";
 import { copyBuffer } from "../gpu/runtime.ts";
 import type { Sequential } from "../nn/layers.ts";
@@ -121,7 +121,7 @@ function kdStep(
   }
   const t = noGrad(() => teacher.forward(x));
   const tape = new Tape();
-  const loss = tape.run(() => kdLoss(t, student.forward(x), opts.tau));
+  const loss = tape.run(() => student.kdLoss(x, t, opts.tau));
   adam.step(tape.backward(loss, adam.params));
   return loss;
 }

@@ -8,7 +8,7 @@
  */
 
 import * as F from "../autograd/functions.ts";
-import { linearKlDivLoss } from "../autograd/fused.ts";
+import { linearKdLoss, linearKlDivLoss } from "../autograd/fused.ts";
 import { runFused } from "./_fusion.ts";
 import type { LossReduction } from "../ops/loss.ts";
 import { Tensor } from "../tensor.ts";
@@ -276,6 +276,22 @@ export class Sequential {
     const { y, captured } = runFused(this.layers, 0, last - 1, x, capture);
     const { weight, bias } = head.layer;
     return { loss: linearKlDivLoss(targets, y, weight, bias, tau, reduction), captured };
+  }
+
+  /**
+   * The distillation loss of this model as the student (Hinton et al. 2015):
+   * `tau² · mean_n CE(softmax(teacherLogits_n / tau), softmax(model(x)_n / tau))` as a `[1]`
+   * tensor, differentiable in x and the parameters. When the last layer is linear, it and the
+   * loss run fused (the logits are not stored).
+   *
+   * @param x input `[N, ...inputShape]`; `teacherLogits` `[N, classes]`.
+   */
+  kdLoss(x: Tensor, teacherLogits: Tensor, tau: number): Tensor {
+    const last = this.layers.length - 1;
+    const head = this.layers[last].layer;
+    if (!(head instanceof Linear)) return F.kdLoss(teacherLogits, this.forward(x), tau);
+    const { y } = runFused(this.layers, 0, last - 1, x);
+    return linearKdLoss(teacherLogits, y, head.weight, head.bias, tau);
   }
 
   /** Every parameter with its checkpoint key, in layer order. */

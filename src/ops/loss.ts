@@ -99,8 +99,11 @@ function checkPair(op: string, a: string, ta: Tensor, b: string, tb: Tensor): [n
   return nk;
 }
 
-/** Queues `out[0] = scale · Σ part[0..n)` and disposes `part`. */
-function reduceInto(part: Tensor, n: number, scale: number): Tensor {
+/**
+ * Queues `out[0] = scale · Σ part[0..n)` (one pass, fixed order) and disposes `part` (the per-row
+ * terms of a loss).
+ */
+export function reduceInto(part: Tensor, n: number, scale: number): Tensor {
   const loss = Tensor.empty([1]);
   dispatch(SUM, [part.buffer, loss.buffer], { n, scale }, 1);
   part.dispose(); // queued work keeps its order; the pool may hand the buffer out again safely

@@ -1,14 +1,20 @@
 /**
- * The synthesis loss of Wang (AAAI 2021) through a model's last fully connected layer, fused
- * into one dispatch: logits `z = x·Wᵀ + b`, `mean_n KL(p_n ‖ softmax(z_n / tau))`, its gradient
- * and that gradient carried back to the layer's input `x`. The logits are never stored.
+ * Losses through a model's last fully connected layer, fused so that the logits are never
+ * stored:
+ *
+ * - the synthesis loss of Wang (AAAI 2021) in one dispatch: logits `z = x·Wᵀ + b`,
+ *   `mean_n KL(p_n ‖ softmax(z_n / tau))`, its gradient and that gradient carried back to the
+ *   layer's input `x`;
+ * - the distillation loss (Hinton et al. 2015) through the student's last layer, its gradient to
+ *   the layer's input, and (a second pass) to the layer's weight and bias.
  *
  * @module
  */
 
 import src from "../../kernels/loss_head.wgsl" with { type: "text" };
-import { dispatch, uniformLayout } from "../gpu/runtime.ts";
-import type { LossReduction } from "./loss.ts";
+import kdSrc from "../../kernels/loss_head_kd.wgsl" with { type: "text" };
+import { dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
+import { type LossReduction, reduceInto } from "./loss.ts";
 import { Tensor } from "../tensor.ts";
 import { checkMatrix, checkShape, checkTemperature } from "./_checks.ts";
 
@@ -73,4 +79,107 @@ export function linearKlDivLoss(
     1,
   );
   return { loss, gradX };
+}
+
+const KD_PARAMS = uniformLayout("Params", [
+  ["n", "u32"],
+  ["m", "u32"],
+  ["tau", "f32"],
+  ["grad_scale", "f32"],
+  ["has_bias", "u32"],
+]);
+
+/** The KD head's values: loss, `dloss/dz` (kept for the parameter gradients) and `dloss/dh`. */
+export interface LinearKdResult {
+  /** `[1]`. */
+  loss: Tensor;
+  /** `dloss/dz`, `[N, K]` (the input of {@link linearKdParamGrads}). */
+  gradZ: Tensor;
+  /** `dloss/dh`, `[N, M]`. */
+  gradH: Tensor;
+}
+
+/**
+ * The knowledge-distillation loss (Hinton et al. 2015) through the student's last linear layer:
+ * `tau² · mean_n CE(softmax(t_n / tau), softmax((h_n·Wᵀ + b) / tau))`, with
+ * `dloss/dz = tau · (Σ_k pt_nk · ps_n − pt_n) / N` and `dloss/dh = (dloss/dz)·W`, in one pass
+ * plus the loss's sum; the student's logits are never stored.
+ *
+ * @param t teacher logits `[N, K]`, K ≤ 32.
+ * @param h the student layer's input `[N, M]`.
+ * @param w the layer's weight `[K, M]`; `b` its bias `[K]` or null.
+ * @param tau temperature (> 0).
+ * @throws {RangeError} when a shape disagrees, K exceeds 32 or `tau` is not positive and finite.
+ */
+export function linearKdLoss(
+  t: Tensor,
+  h: Tensor,
+  w: Tensor,
+  b: Tensor | null,
+  tau: number,
+): LinearKdResult {
+  const op = "linearKdLoss";
+  checkTemperature(op, tau);
+  const [n, m] = checkMatrix(op, "h", h, true);
+  const [k] = checkMatrix(op, "w", w, true);
+  checkShape(op, "w", w.shape, [k, m]);
+  checkShape(op, "t", t.shape, [n, k]);
+  if (b) checkShape(op, "b", b.shape, [k]);
+  if (k > LINEAR_KL_MAX_CLASSES) {
+    throw new RangeError(`${op}: ${k} classes; the fused kernel takes at most 32`);
+  }
+  const gradZ = Tensor.empty([n, k]);
+  const gradH = Tensor.empty(h.shape);
+  const part = Tensor.empty([n]);
+  dispatch(
+    {
+      name: "loss_head_kd.linear_kd",
+      code: kdSrc,
+      entryPoint: "linear_kd",
+      constants: { KC: k },
+      uniforms: KD_PARAMS,
+    },
+    [t.buffer, h.buffer, w.buffer, (b ?? w).buffer, gradZ.buffer, gradH.buffer, part.buffer],
+    { n, m, tau, grad_scale: tau / n, has_bias: b ? 1 : 0 },
+    groups(n, 64),
+  );
+  return { loss: reduceInto(part, n, (tau * tau) / n), gradZ, gradH };
+}
+
+/**
+ * The gradients of a linear layer's weight and bias from `gradZ` (`dloss/dz`, `[N, K]`) and the
+ * layer's input `h` (`[N, M]`): `dW = Σ_n gradZ_nᵀ h_n` (`[K, M]`) and, when `withBias`,
+ * `db = Σ_n gradZ_n` (`[K]`), in one pass, summed over the rows in a fixed order.
+ *
+ * @throws {RangeError} when the row counts differ or K exceeds 32.
+ */
+export function linearKdParamGrads(
+  gradZ: Tensor,
+  h: Tensor,
+  withBias: boolean,
+): { gradW: Tensor; gradB: Tensor | null } {
+  const op = "linearKdParamGrads";
+  const [n, k] = checkMatrix(op, "gradZ", gradZ, true);
+  const [, m] = checkMatrix(op, "h", h, true);
+  checkShape(op, "h", h.shape, [n, m]);
+  if (k > LINEAR_KL_MAX_CLASSES) {
+    throw new RangeError(`${op}: ${k} classes; the fused kernel takes at most 32`);
+  }
+  const gradW = Tensor.empty([k, m]);
+  const gradB = Tensor.empty([withBias ? k : 1]);
+  dispatch(
+    {
+      name: "loss_head_kd.linear_kd_params",
+      code: kdSrc,
+      entryPoint: "linear_kd_params",
+      constants: { KC: k },
+      uniforms: KD_PARAMS,
+    },
+    [gradZ.buffer, h.buffer, gradW.buffer, gradB.buffer],
+    { n, m, tau: 1, grad_scale: 1, has_bias: withBias ? 1 : 0 },
+    groups(k * m + k, 64),
+  );
+  if (withBias) return { gradW, gradB };
+  gradB.dispose();
+  return { gradW, gradB: null };
 }
