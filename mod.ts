@@ -64,6 +64,7 @@ export {
   type DistillResult,
   evaluate,
   type SynthesisProgress,
+  type SynthesizedTransferSet,
   type SynthesizeOptions,
   synthesizeTransferSet,
   trainTeacher,
@@ -131,6 +132,7 @@ export { buildFeatureModel, type FeatureModel, sampleFeatures } from "./src/dfkd
 export { softTargets } from "./src/dfkd/soft_targets.ts";
 export { gridByClass, targetClass } from "./src/dfkd/diagnostics.ts";
 export type { TransferSetStats } from "./src/dfkd/diagnostics.ts";
+export type { BalancePilot } from "./src/dfkd/transfer_set.ts";
 export type { AdversarialOptions } from "./src/dfkd/distill.ts";
 
 // GPU runtime and tensors.

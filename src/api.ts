@@ -16,6 +16,7 @@
 
 import { distillationStage, synthesisStage, type SynthesisStageProgress } from "./dfkd/pipeline.ts";
 import type { DistillProgress } from "./dfkd/distill.ts";
+import type { BalancePilot } from "./dfkd/transfer_set.ts";
 
 export type { DistillProgress };
 import {
@@ -170,6 +171,14 @@ export interface TransferSet {
   seconds: number;
 }
 
+/** A transfer set made by {@link synthesizeTransferSet}, with how its soft targets were drawn. */
+export interface SynthesizedTransferSet extends TransferSet {
+  /** Whether the soft targets are class-balanced (`balance` resolved). */
+  balanced: boolean;
+  /** The pilot that decided `balance: "auto"` (the default), or null when it was given. */
+  pilot: BalancePilot | null;
+}
+
 /**
  * Synthesises a transfer set from the teacher alone (Wang, AAAI 2021, §3): samples pre-activations
  * `s^l ~ N(μ, σ² R)` of `layer` from the feature-space model (R from the cosine similarities of the
@@ -200,7 +209,7 @@ export interface TransferSet {
 export async function synthesizeTransferSet(
   teacher: Sequential,
   opts: SynthesizeOptions = {},
-): Promise<TransferSet> {
+): Promise<SynthesizedTransferSet> {
   await initGpu();
   const { onProgress, seed, logEvery, ...synthesis } = opts;
   const cfg = resolveConfig({ overrides: { synthesis, seed, logEvery } });
@@ -228,6 +237,8 @@ export async function synthesizeTransferSet(
     softTargets: out!.targets,
     count: cfg.synthesis.samples,
     seconds: out!.seconds,
+    balanced: out!.balance,
+    pilot: out!.pilot,
   };
 }
 

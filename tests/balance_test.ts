@@ -7,12 +7,19 @@
 import assert from "node:assert/strict";
 import { targetClass } from "../src/dfkd/diagnostics.ts";
 import { softTargets } from "../src/dfkd/soft_targets.ts";
+import { sampleFeatures } from "../src/dfkd/feature_model.ts";
 import {
+  balancePilot,
   classBalancedFeatures,
   imageGenerators,
+  PILOT_SAMPLES,
+  PILOT_SKEW,
+  resolveBalance,
   teacherFeatureModel,
 } from "../src/dfkd/transfer_set.ts";
+import { loadModel } from "../src/nn/checkpoint.ts";
 import { buildModel } from "../src/nn/models.ts";
+import { Rng } from "../src/random.ts";
 import { gpuReady } from "./helpers.ts";
 
 await gpuReady;
@@ -78,5 +85,47 @@ Deno.test("class-balanced targets: a class the teacher never gives ends with the
     assert.ok((await classesOf(teacher, "fc2", s, 20)).every((c) => c === 2));
   } finally {
     teacher.dispose();
+  }
+});
+
+Deno.test("balance auto: the pilot turns balance on for a skewed teacher only", async () => {
+  const cfg = { method: "soft-target" as const, layer: "fc2", sigma: 6 };
+  // A random teacher whose fc3 bias favours class 2, and the bundled MNIST teacher (its
+  // feature-space model spreads its targets evenly enough).
+  const skewed = buildModel("lenet5", 3);
+  const bias = new Float32Array(10);
+  bias[2] = 4;
+  skewed.parameters().find((p) => p.name === "fc3.bias")!.value.write(bias);
+  const even = (await loadModel("examples/teachers/lenet5-mnist.safetensors")).model;
+  for (const [teacher, want] of [[skewed, true], [even, false]] as const) {
+    try {
+      const fm = (await teacherFeatureModel(teacher, cfg))!;
+      const pilot = await balancePilot(teacher, fm, 5);
+      // The share is that of the pilot's own samples, drawn again here.
+      const samples = sampleFeatures(fm, PILOT_SAMPLES, new Rng(5).fork("balance-pilot"));
+      const classes = await classesOf(teacher, "fc2", samples, PILOT_SAMPLES);
+      const counts = new Array(10).fill(0);
+      for (const c of classes) counts[c]++;
+      assert.equal(pilot.largestShare, Math.max(...counts) / PILOT_SAMPLES);
+      assert.equal(pilot.balance, pilot.largestShare > PILOT_SKEW / 10);
+      assert.equal(pilot.balance, want, `largest class ${pilot.largestShare}`);
+      // Same teacher and seed, same decision; a given setting is kept as it is.
+      assert.deepEqual(await resolveBalance(teacher, fm, { balance: "auto" }, 5), {
+        balance: want,
+        pilot,
+      });
+      for (const b of [true, false]) {
+        assert.deepEqual(await resolveBalance(teacher, fm, { balance: b }, 5), {
+          balance: b,
+          pilot: null,
+        });
+      }
+      assert.deepEqual(await resolveBalance(teacher, null, { balance: "auto" }, 5), {
+        balance: false,
+        pilot: null,
+      });
+    } finally {
+      teacher.dispose();
+    }
   }
 });

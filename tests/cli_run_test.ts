@@ -387,6 +387,14 @@ Deno.test({
       assert.ok(stats[k] >= 0 && stats[k] <= 1, `${k} = ${stats[k]}`);
     }
     assert.match(r.stdout, /transfer set check\s+teacher agrees with \d+\.\d% of soft targets/);
+    // --balance auto (the default): the pilot's share and choice, in metrics.json and the summary.
+    const share = m.soft_targets.pilot_largest_class_share;
+    assert.ok(share > 0 && share <= 1, `pilot share ${share}`);
+    assert.equal(m.soft_targets.balanced, share > 0.24);
+    assert.match(
+      r.stdout,
+      new RegExp(`soft targets\\s+.*--balance auto: the pilot put ${(share * 100).toFixed(1)}%`),
+    );
 
     const ts = await loadSafetensors(join(dir, "transfer-set.safetensors"));
     assert.deepEqual(ts.tensors.images.shape, [n, 1, 32, 32]);

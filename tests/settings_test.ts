@@ -49,7 +49,7 @@ Deno.test("settings: keys and flags are unique; every default is allowed and in 
 Deno.test("settings: --help shows every setting's flag, default, range and help", () => {
   const help = helpText("usage", "about", FLAGS);
   for (const s of SETTINGS) {
-    const def = s.type === "boolean" ? (s.default ? "on" : "off") : String(s.default);
+    const def = typeof s.default === "boolean" ? (s.default ? "on" : "off") : String(s.default);
     const line = help.split("\n").findIndex((l) => l.startsWith(`  --${s.flag} `));
     assert.ok(line >= 0, `--${s.flag} missing from --help`);
     const text = help.split("\n")[line + 1].trim();

@@ -700,6 +700,7 @@ export function printSummary(
     ["teacher", `${teacher.arch}, ${teacher.parameterCount()} parameters`],
     ["student", `${cfg.distillation.student}, ${m.student_parameters} parameters`],
     ["transfer set", `${m.transfer_set_size} images × ${m.synthesis_iterations} iterations`],
+    ["soft targets", softTargetLine(m.soft_targets)],
     ["transfer set check", transferSetCheck(m.transfer_set_stats)],
     ...(adv.steps > 0
       ? [[
@@ -738,6 +739,14 @@ function printShardSummary(s: ShardFile, seconds: number, cfg: DfkdConfig, outDi
       `sample-iterations/s)`,
   );
   console.log(`when all ${s.count} shards are finished: deno task merge DIR… --out OUT`);
+}
+
+/** One line of the summary: whether the soft targets were class-balanced, and why. */
+function softTargetLine(t: RunMetrics["soft_targets"]): string {
+  const how = t.balanced ? "class-balanced" : "as the feature-space model draws them";
+  if (t.pilot_largest_class_share === null) return how;
+  const share = `${(t.pilot_largest_class_share * 100).toFixed(1)}%`;
+  return `${how} (--balance auto: the pilot put ${share} of them in one class)`;
 }
 
 /** One line of the summary: what the teacher makes of the transfer set. */

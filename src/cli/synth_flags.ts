@@ -90,9 +90,9 @@ function flagSpecOf(s: SettingSpec): FlagSpec {
   const bool = s.type === "boolean";
   return {
     type: bool ? "string" : s.type,
-    default: bool ? (s.default ? "on" : "off") : s.default,
-    choices: bool ? ON_OFF : s.choices,
-    words: s.words,
+    default: bool && typeof s.default === "boolean" ? (s.default ? "on" : "off") : s.default,
+    choices: bool ? [...ON_OFF, ...(s.words ?? [])] : s.choices,
+    words: bool ? undefined : s.words,
     min: s.min,
     max: s.max,
     exclusiveMin: s.exclusiveMin,
@@ -109,7 +109,8 @@ export const FLAGS: Record<string, FlagSpec> = {
 /** The value of a setting's flag in configuration terms (`on`/`off` → true/false). */
 export function flagValue(f: ParsedFlags, s: SettingSpec): unknown {
   const v = f[s.flag];
-  return s.type === "boolean" ? v === "on" : v;
+  if (s.type !== "boolean" || s.words?.includes(v as string)) return v;
+  return v === "on";
 }
 
 /** The settings given explicitly on the command line, as configuration overrides. */

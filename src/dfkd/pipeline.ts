@@ -27,7 +27,13 @@ import type { TrainingState } from "../nn/checkpoint.ts";
 import type { DfkdConfig } from "./settings.ts";
 
 export type { DistillProgress };
-import { imageGenerators, synthesizeTransferBatch, teacherFeatureModel } from "./transfer_set.ts";
+import {
+  type BalancePilot,
+  imageGenerators,
+  resolveBalance,
+  synthesizeTransferBatch,
+  teacherFeatureModel,
+} from "./transfer_set.ts";
 
 /** One batch of the transfer set. */
 export interface TransferBatch {
@@ -98,6 +104,10 @@ export interface SynthesisStageResult {
   seconds: number;
   /** Name of the modelled layer, or `"none"` for the noise method. */
   layer: string;
+  /** Whether the soft targets are class-balanced (`synthesis.balance` resolved). */
+  balance: boolean;
+  /** The pilot that decided `synthesis.balance` `"auto"`, or null when it was given. */
+  pilot: BalancePilot | null;
 }
 
 /**
@@ -127,6 +137,8 @@ export async function synthesisStage(
   const per = teacher.inputShape.reduce((a, b) => a * b, 1);
   const classes = teacher.shapes(1).at(-1)!.shape[1];
   const fm = await teacherFeatureModel(teacher, s);
+  const { balance, pilot } = await resolveBalance(teacher, fm, s, cfg.seed);
+  const resolved = { ...cfg, synthesis: { ...s, balance } };
   const images = new Float32Array(n * per);
   const targets = new Float32Array(n * classes);
   const batches = Math.ceil(n / bs);
@@ -157,7 +169,7 @@ export async function synthesisStage(
       if (hooks.shouldStop?.()) return null;
       const t0 = performance.now();
       const rngs = imageGenerators(cfg.seed, first + start, bn);
-      res = await synthesizeBatchOf(teacher, fm, cfg, b, batches, rngs, report, hooks);
+      res = await synthesizeBatchOf(teacher, fm, resolved, b, batches, rngs, report, hooks);
       if (!res) return null;
       const took = (performance.now() - t0) / 1000;
       seconds += took;
@@ -167,14 +179,14 @@ export async function synthesisStage(
     targets.set(res!.targets, start * classes);
     report(s.iterations, bn, res!.loss, true, kept !== null);
   }
-  return { images, targets, seconds, layer: fm?.layer ?? "none" };
+  return { images, targets, seconds, layer: fm?.layer ?? "none", balance, pilot };
 }
 
 /** Batch `b` of the transfer set, with its NaN message naming the batch and the fix. */
 async function synthesizeBatchOf(
   teacher: Sequential,
   fm: Awaited<ReturnType<typeof teacherFeatureModel>>,
-  cfg: DfkdConfig,
+  cfg: DfkdConfig & { synthesis: { balance: boolean } },
   b: number,
   batches: number,
   rngs: Rng[],

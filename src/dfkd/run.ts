@@ -26,6 +26,7 @@ import {
 
 export type { TransferSetStats };
 import { distillationStage, synthesisStage } from "./pipeline.ts";
+import { resolveBalance, teacherFeatureModel } from "./transfer_set.ts";
 import { hasRun, RunFolder, type Shapes, type ShardFile, writeRunFile } from "./run_folder.ts";
 import type { DfkdConfig } from "./settings.ts";
 
@@ -57,6 +58,11 @@ export interface RunMetrics {
   synthesis_iterations: number;
   /** What the teacher makes of the transfer set (a check that it carries class information). */
   transfer_set_stats: TransferSetStats;
+  /**
+   * Whether the soft targets were class-balanced, and, when `synthesis.balance` was `"auto"`, the
+   * share of the pilot's soft targets in their largest class that decided it (else null).
+   */
+  soft_targets: { balanced: boolean; pilot_largest_class_share: number | null };
   /** Seconds of synthesis, over every resumed part of the run. */
   synthesis_seconds: number;
   /** Seconds of distillation, likewise. */
@@ -320,6 +326,18 @@ async function synthesize(
   return set;
 }
 
+/** How the run's soft targets were chosen (the pilot is a pure function of teacher and seed). */
+async function softTargetChoice(
+  teacher: Sequential,
+  cfg: DfkdConfig,
+): Promise<RunMetrics["soft_targets"]> {
+  const fm = cfg.synthesis.balance === "auto"
+    ? await teacherFeatureModel(teacher, cfg.synthesis)
+    : null;
+  const { balance, pilot } = await resolveBalance(teacher, fm, cfg.synthesis, cfg.seed);
+  return { balanced: balance, pilot_largest_class_share: pilot?.largestShare ?? null };
+}
+
 /** The check of the transfer set: one teacher pass, before the distillation budget is spent. */
 async function checkTransferSet(
   cfg: DfkdConfig,
@@ -418,6 +436,7 @@ async function finish(
       transfer_set_size: n,
       synthesis_iterations: s.method === "noise" ? 0 : s.iterations,
       transfer_set_stats: stats,
+      soft_targets: await softTargetChoice(ctx.teacher, cfg),
       synthesis_seconds: round(transfer.seconds),
       distillation_seconds: round(dist.seconds),
       synthesis_throughput: round(transfer.seconds > 0 ? (n * s.iterations) / transfer.seconds : 0),

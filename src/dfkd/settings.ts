@@ -35,8 +35,12 @@ export interface SynthesisSettings {
   actNorm: ActivationNorm;
   /** λ_tv, weight of the total-variation prior on the images (0 = off). */
   lambdaTv: number;
-  /** Class-balanced soft targets: each image's target class drawn uniformly (by rejection). */
-  balance: boolean;
+  /**
+   * Class-balanced soft targets: each image's target class drawn uniformly (by rejection); or
+   * `"auto"`: on when a pilot of the feature-space model's samples puts far more than the
+   * uniform share of its soft targets in one class (`balancePilot` in `transfer_set.ts`).
+   */
+  balance: boolean | "auto";
   /** Transfer-set size N. */
   samples: number;
   /** Adam iterations per synthesis batch. */
@@ -126,7 +130,7 @@ export interface SettingSpec {
   default: number | boolean | string;
   /** Allowed values of a string. */
   choices?: readonly string[];
-  /** Words a number or integer setting takes besides numbers (e.g. `auto`). */
+  /** Words a number, integer or boolean setting takes besides its values (e.g. `auto`). */
   words?: readonly string[];
   /** Inclusive lower bound (exclusive when `exclusiveMin`). */
   min?: number;
@@ -217,9 +221,12 @@ export const SETTINGS: readonly SettingSpec[] = [
     key: "synthesis.balance",
     flag: "balance",
     type: "boolean",
-    default: false,
+    default: "auto",
+    words: ["auto"],
     help: "Class-balanced soft targets: each image's target class is drawn uniformly and its " +
-      "feature sample redrawn until the teacher's head gives that class.",
+      "feature sample redrawn until the teacher's head gives that class; auto: on when a pilot " +
+      "of 2,048 feature samples puts more than 2.4 times the uniform share of its soft targets " +
+      "in one class (the choice is in the summary and metrics.json).",
     resumable: false,
   }),
   synthesis({
@@ -462,7 +469,10 @@ function deepFreeze<T>(o: T): T {
 
 /** What `want` the allowed values of `s` are, for messages. */
 export function allowedValues(s: SettingSpec): string {
-  if (s.type === "boolean") return "true or false";
+  if (s.type === "boolean") {
+    const words = (s.words ?? []).map((w) => JSON.stringify(w));
+    return words.length ? `true, false or ${words.join(" or ")}` : "true or false";
+  }
   if (s.choices) return `one of ${s.choices.join(", ")}`;
   if (s.type === "string") return "a string";
   const bounds = [
@@ -476,7 +486,9 @@ export function allowedValues(s: SettingSpec): string {
 
 /** Whether `v` is an allowed value of `s`. */
 export function isAllowed(s: SettingSpec, v: unknown): boolean {
-  if (s.type === "boolean") return typeof v === "boolean";
+  if (s.type === "boolean") {
+    return typeof v === "boolean" || (typeof v === "string" && s.words?.includes(v) === true);
+  }
   if (s.type === "string") {
     return typeof v === "string" && (!s.choices || s.choices.includes(v));
   }

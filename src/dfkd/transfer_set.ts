@@ -36,6 +36,7 @@ export function imageGenerators(seed: number, first: number, n: number): Rng[] {
  *
  * Image j's random draws come from its own generator `rngs[j]` (its `features`, `pixels` and
  * `jitter` forks; see {@link imageGenerators}), so an image is the same in any batch.
+ * `cfg.balance` is resolved (`"auto"` decided by {@link balancePilot}).
  *
  * @returns images `[n, ...inputShape]` in [0, 1], soft targets `[n, classes]` and the final
  *   loss; `null` when `shouldStop` turned true.
@@ -44,7 +45,7 @@ export function imageGenerators(seed: number, first: number, n: number): Rng[] {
 export async function synthesizeTransferBatch(
   teacher: Sequential,
   fm: FeatureModel | null,
-  cfg: SynthesisSettings,
+  cfg: SynthesisSettings & { balance: boolean },
   logEvery: number,
   rngs: readonly Rng[],
   onLog: (iteration: number, loss: number) => void,
@@ -86,6 +87,60 @@ export async function synthesizeTransferBatch(
   } finally {
     y.dispose();
   }
+}
+
+/** Feature-space samples of {@link balancePilot}. */
+export const PILOT_SAMPLES = 2048;
+/**
+ * {@link balancePilot} turns class balance on above this many times the uniform share of the
+ * largest class (between the panel's teachers: `bench/results/panel.md`).
+ */
+export const PILOT_SKEW = 2.4;
+
+/** What {@link balancePilot} found and chose. */
+export interface BalancePilot {
+  /** Share of the pilot's soft targets in their most frequent class, in [0, 1]. */
+  largestShare: number;
+  /** Whether class-balanced soft targets are used: `largestShare > PILOT_SKEW / classes`. */
+  balance: boolean;
+}
+
+/**
+ * Probes how evenly the feature-space model spreads its soft targets over the classes:
+ * {@link PILOT_SAMPLES} samples from `new Rng(seed).fork("balance-pilot")`, the class of each
+ * (top-1 of the teacher's head), and the share of the most frequent one. Class-balanced targets
+ * are chosen when it exceeds {@link PILOT_SKEW} times the uniform share. Depends on the teacher and the seed only,
+ * so every shard and every resumption of a run decides the same.
+ */
+export async function balancePilot(
+  teacher: Sequential,
+  fm: FeatureModel,
+  seed: number,
+): Promise<BalancePilot> {
+  const classes = teacher.shapes(1).at(-1)!.shape[1];
+  const samples = sampleFeatures(fm, PILOT_SAMPLES, new Rng(seed).fork("balance-pilot"));
+  const y = softTargets(teacher, fm.layer, samples, PILOT_SAMPLES, 1);
+  const probs = await y.read().finally(() => y.dispose());
+  const counts = new Array<number>(classes).fill(0);
+  for (let i = 0; i < PILOT_SAMPLES; i++) counts[targetClass(probs, i, classes)]++;
+  const largestShare = Math.max(...counts) / PILOT_SAMPLES;
+  return { largestShare, balance: largestShare > PILOT_SKEW / classes };
+}
+
+/**
+ * `synthesis.balance` resolved for `teacher`: as given when true or false; `"auto"` decided by
+ * {@link balancePilot} (never on for the noise method, which has no feature model).
+ */
+export async function resolveBalance(
+  teacher: Sequential,
+  fm: FeatureModel | null,
+  s: Pick<SynthesisSettings, "balance">,
+  seed: number,
+): Promise<{ balance: boolean; pilot: BalancePilot | null }> {
+  if (s.balance !== "auto") return { balance: s.balance, pilot: null };
+  if (!fm) return { balance: false, pilot: null };
+  const pilot = await balancePilot(teacher, fm, seed);
+  return { balance: pilot.balance, pilot };
 }
 
 /** Candidates per image and round of {@link classBalancedFeatures}. */
