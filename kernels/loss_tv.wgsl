@@ -4,15 +4,12 @@
 //   TV = sy · sum |x[r+1, c] - x[r, c]| + sx · sum |x[r, c+1] - x[r, c]|,
 //   sy = 1 / (N C (H-1) W), sx = 1 / (N C H (W-1))   (0 when H = 1 or W = 1).
 // One invocation per image row (plane · H + r): it writes the gradient of TV w.r.t. each pixel of
-// its row,
-//   g[r, c] = sy (sgn(x[r,c] - x[r-1,c]) - sgn(x[r+1,c] - x[r,c]))
-//           + sx (sgn(x[r,c] - x[r,c-1]) - sgn(x[r,c+1] - x[r,c]))   (terms outside the image 0),
-// and, into part[row], its share of TV: the differences to the next row and the next column.
-// kernels/loss_reduce.wgsl then sums part (scale 1). With `accumulate` = 1 it adds the gradient
-// into `grad` instead (grad += g: the prior's gradient joins the one backpropagated from the
-// other terms in the same pass) and writes no partial loss.
+// its row (tv_pixel_grad of kernels/tv_grad.wgsl, which the op prepends to this source), and, into
+// part[row], its share of TV: the differences to the next row and the next column.
+// kernels/loss_reduce.wgsl then sums part (scale 1). (In synthesis the prior's gradient joins the
+// Adam step instead: optim.wgsl's adam_tv.)
 //
-// Bindings (dispatch order): x, grad, part. Params: rows (N C H), h, w, sy, sx, accumulate.
+// Bindings (dispatch order): x, grad, part. Params: rows (N C H), h, w, sy, sx.
 
 struct Params {
   rows: u32,
@@ -20,11 +17,10 @@ struct Params {
   w: u32,
   sy: f32,
   sx: f32,
-  accumulate: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> tv_x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
 
@@ -37,25 +33,10 @@ fn tv(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec
   let base = row * p.w;
   var loss = 0.0;
   for (var c = 0u; c < p.w; c++) {
-    let v = x[base + c];
-    var g = 0.0;
-    if (r > 0u) { g += p.sy * sign(v - x[base + c - p.w]); }
-    if (r + 1u < p.h) {
-      let d = x[base + c + p.w] - v;
-      g -= p.sy * sign(d);
-      loss += p.sy * abs(d);
-    }
-    if (c > 0u) { g += p.sx * sign(v - x[base + c - 1u]); }
-    if (c + 1u < p.w) {
-      let d = x[base + c + 1u] - v;
-      g -= p.sx * sign(d);
-      loss += p.sx * abs(d);
-    }
-    if (p.accumulate == 1u) {
-      grad[base + c] += g;
-    } else {
-      grad[base + c] = g;
-    }
+    let v = tv_x[base + c];
+    if (r + 1u < p.h) { loss += p.sy * abs(tv_x[base + c + p.w] - v); }
+    if (c + 1u < p.w) { loss += p.sx * abs(tv_x[base + c + 1u] - v); }
+    grad[base + c] = tv_pixel_grad(base, r, c, p.h, p.w, p.sy, p.sx);
   }
-  if (p.accumulate == 0u) { part[row] = loss; }
+  part[row] = loss;
 }

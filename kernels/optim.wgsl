@@ -34,6 +34,9 @@ struct Params {
   hi: f32,
   one_m_beta1: f32,
   one_m_beta2: f32,
+  h: u32, // adam_tv only: image height
+  w: u32, // adam_tv only: image width
+  sx: f32, // adam_tv only: the TV's column scale
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -115,4 +118,32 @@ fn adam4(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
   var wn = wi - p.lr * mi / (sqrt(vi) * p.inv_sqrt_bc2 + p.eps);
   if (p.flag == 1u) { wn = clamp(wn, vec4<f32>(p.lo), vec4<f32>(p.hi)); }
   w4[i] = wn;
+}
+
+// adam_tv: adam (with the clamp, no weight decay) on images x: [N, C, H, W] whose gradient also
+// takes lambda · dTV/dx (tv_pixel_grad of kernels/tv_grad.wgsl, prepended by the op; p.wd holds
+// the TV's row scale sy, p.sx its column scale, p.n the number of image rows). TV reads the
+// neighbours of each pixel, so the update cannot be in place: it reads the images from `tv_x`
+// and writes the updated ones to `w`. One image row per invocation.
+@group(0) @binding(5) var<storage, read> tv_x: array<f32>;
+
+@compute @workgroup_size(64)
+fn adam_tv(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = (wid.x + wid.y * nwg.x) * 64u + lid;
+  if (row >= p.n) { return; }
+  let r = row % p.h;
+  let base = row * p.w;
+  for (var c = 0u; c < p.w; c++) {
+    let i = base + c;
+    let wi = tv_x[i];
+    let gi = g[i] + tv_pixel_grad(base, r, c, p.h, p.w, p.wd, p.sx);
+    let mi = p.beta1 * m[i] + p.one_m_beta1 * gi;
+    let vi = p.beta2 * v[i] + p.one_m_beta2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    var wn = wi - p.lr * mi / (sqrt(vi) * p.inv_sqrt_bc2 + p.eps);
+    if (p.flag == 1u) { wn = clamp(wn, p.lo, p.hi); }
+    w[i] = wn;
+  }
 }

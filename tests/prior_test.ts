@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { addTotalVariationGradient, totalVariation } from "../src/ops/loss.ts";
+import { totalVariation } from "../src/ops/loss.ts";
+import { adamStep, adamTvStep } from "../src/ops/optim.ts";
 import { totalVariation as tvNode } from "../src/autograd/functions.ts";
 import { Tape } from "../src/autograd/tape.ts";
 import { Tensor } from "../src/tensor.ts";
@@ -78,21 +79,34 @@ Deno.test("totalVariation rejects a tensor that is not NCHW", async () => {
   t.dispose();
 });
 
-Deno.test("addTotalVariationGradient adds λ·dTV/dx (TV summed over images) in place", async () => {
+Deno.test("adamTvStep is adamStep on grad + λ·dTV/dx (TV summed over images), not in place", async () => {
   await gpuReady;
   const shape = [3, 1, 6, 5];
   const x = randArray(90, 21, 0, 1);
   const g0 = randArray(90, 22, -1, 1);
-  const tx = Tensor.from(x, shape);
-  const tg = Tensor.from(g0, shape);
-  addTotalVariationGradient(tx, tg, 0.5);
+  const opts = { lr: 0.05, clampMin: 0, clampMax: 1 };
+  const [tx, tg, out] = [Tensor.from(x, shape), Tensor.from(g0, shape), Tensor.empty(shape)];
+  const [m, v] = [
+    Tensor.from(randArray(90, 23), shape),
+    Tensor.from(randArray(90, 24, 0, 1), shape),
+  ];
+  // The reference: the TV kernel's own gradient added on the host, then the plain Adam step.
   const sum = totalVariation(tx, "sum");
-  const expect = Float64Array.from(await sum.grad.read(), (v, i) => g0[i] + 0.5 * v);
-  assertClose(await tg.read(), expect, { atol: 1e-7, rtol: 1e-6, label: "accumulated" });
+  const joined = Float32Array.from(await sum.grad.read(), (d, i) => g0[i] + 0.5 * d);
+  const [rx, rg] = [Tensor.from(x, shape), Tensor.from(joined, shape)];
+  const [rm, rv] = [Tensor.from(await m.read(), shape), Tensor.from(await v.read(), shape)];
+  adamStep(rx, rg, rm, rv, 3, opts);
+  adamTvStep(tx, tg, m, v, 3, opts, 0.5, out);
+  const tol = { atol: 1e-6, rtol: 1e-5 };
+  assertClose(await out.read(), await rx.read(), { ...tol, label: "images" });
+  assertClose(await m.read(), await rm.read(), { ...tol, label: "m" });
+  assertClose(await v.read(), await rv.read(), { ...tol, label: "v" });
+  assert.deepEqual(await tx.read(), x, "x is read only");
   assertClose([(await sum.loss.read())[0]], [3 * tvRef(x, shape)], {
     atol: 1e-6,
     rtol: 1e-5,
     label: "sum = N · mean",
   });
-  for (const t of [tx, tg, sum.loss, sum.grad]) t.dispose();
+  assert.throws(() => adamTvStep(tx, tg, m, v, 3, opts, 0.5, tx), /share one buffer/);
+  for (const t of [tx, tg, out, m, v, rx, rg, rm, rv, sum.loss, sum.grad]) t.dispose();
 });

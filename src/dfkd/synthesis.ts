@@ -28,8 +28,7 @@ import {
 import { noGrad, Tape } from "../autograd/tape.ts";
 import type { Sequential } from "../nn/layers.ts";
 import type { ActivationNorm } from "../ops/loss.ts";
-import { adamStep } from "../ops/optim.ts";
-import { addTotalVariationGradient } from "../ops/loss.ts";
+import { adamStep, adamTvStep } from "../ops/optim.ts";
 import type { ImageShift } from "../ops/shift.ts";
 import type { Rng } from "../random.ts";
 import { Tensor, tidy } from "../tensor.ts";
@@ -176,19 +175,9 @@ export async function synthesizeBatch(
   shouldStop?: () => boolean,
 ): Promise<SynthesisResult | null> {
   const n = targets.shape[0];
-  const shape = [n, ...teacher.inputShape];
   const rngs = perImage(rng, n);
-  const x = Tensor.from(initialPixels(rngs, shape.slice(1).reduce((a, b) => a * b, 1)), shape);
-  x.requiresGrad = true;
-  const m = Tensor.zeros(shape);
-  const v = Tensor.zeros(shape);
-  const lambdaTv = opts.lambdaTv ?? 0;
-  const smooth = opts.smooth ?? 0;
-  const kernel = smooth > 0 ? gaussianKernel(smooth) : null;
-  const g = kernel ? Tensor.from(kernel.data, [1, 1, kernel.size, kernel.size]) : null;
-  const image = (z: Tensor) => g ? conv2d(z, g, null, { padding: (kernel!.size - 1) / 2 }) : z;
+  const px = new Pixels(rngs, [n, ...teacher.inputShape], opts);
   const jitterRngs = rngs.map((r) => r.fork("jitter"));
-  const priorOnTape = lambdaTv > 0 && g !== null; // through the blur, the tape carries it
   const pending = new LossReadback<number>((total, iteration) => {
     const loss = total / n;
     if (!Number.isFinite(loss)) {
@@ -210,40 +199,91 @@ export async function synthesizeBatch(
       const loss = tidy(() => {
         const tape = new Tape();
         const loss = tape.run(() => {
-          const xi = image(x);
+          const xi = px.image();
           const input = shifts ? shift2dPerImage(xi, shifts) : xi;
-          return synthesisLoss(teacher, input, targets, opts, priorOnTape ? xi : null);
+          return synthesisLoss(teacher, input, targets, opts, px.priorOnTape ? xi : null);
         });
-        const grad = tape.backward(loss, [x]).get(x)!;
-        const inPlace = lambdaTv > 0 && !priorOnTape;
+        const grad = tape.backward(loss, [px.x]).get(px.x)!;
         // the logged loss is that of the pixels before this step, prior included
-        const logged = !report
-          ? undefined
-          : inPlace
-          ? add(loss, totalVariation(x, "sum"), 1, lambdaTv)
-          : loss;
-        // on plain pixels the prior's gradient is added in place: one pass, not six
-        if (inPlace) addTotalVariationGradient(x, grad, lambdaTv);
-        adamStep(x, grad, m, v, it, { lr: opts.lr, clampMin: 0, clampMax: 1 });
+        const logged = report ? px.withPrior(loss) : undefined;
+        px.step(grad, it);
         return logged;
       });
-      if (loss) {
-        await pending.start(loss, it); // checked at the next report, while more is queued
-      }
+      if (loss) await pending.start(loss, it); // checked at the next report, while more is queued
     }
-    const out = g ? noGrad(() => image(x)) : x;
+    const out = px.blur ? noGrad(() => px.image()) : px.x;
     try {
       const images = out.readLater();
       await pending.settle();
       return { images: await images(), loss: pending.value / n };
     } finally {
-      if (out !== x) out.dispose();
+      if (out !== px.x) out.dispose();
     }
   } finally {
     await pending.drop();
-    g?.dispose();
-    x.dispose();
-    m.dispose();
-    v.dispose();
+    px.dispose();
+  }
+}
+
+/**
+ * The optimised variables of a synthesis batch: the pixels (or, with the blur parametrisation,
+ * the z that the images are the blur of), their Adam state, and the rule of one step. On plain
+ * pixels the total-variation prior's gradient joins the Adam step in one pass, which reads the
+ * pixels and writes the next ones to a second buffer (then the two swap).
+ */
+class Pixels {
+  x: Tensor;
+  #next: Tensor | null;
+  readonly #m: Tensor;
+  readonly #v: Tensor;
+  /** The blur kernel `[1, 1, k, k]` of the smooth parametrisation, or null. */
+  readonly blur: Tensor | null;
+  /** Whether the prior is a term on the tape (through the blur) rather than in the step. */
+  readonly priorOnTape: boolean;
+  readonly #lambdaTv: number;
+  readonly #lr: number;
+
+  constructor(rngs: readonly Rng[], shape: number[], opts: SynthesisOptions) {
+    this.x = Tensor.from(initialPixels(rngs, shape.slice(1).reduce((a, b) => a * b, 1)), shape);
+    this.x.requiresGrad = true;
+    this.#m = Tensor.zeros(shape);
+    this.#v = Tensor.zeros(shape);
+    const smooth = opts.smooth ?? 0;
+    const kernel = smooth > 0 ? gaussianKernel(smooth) : null;
+    this.blur = kernel ? Tensor.from(kernel.data, [1, 1, kernel.size, kernel.size]) : null;
+    this.#lambdaTv = opts.lambdaTv ?? 0;
+    this.priorOnTape = this.#lambdaTv > 0 && this.blur !== null;
+    this.#next = this.#lambdaTv > 0 && !this.priorOnTape ? Tensor.empty(shape) : null;
+    this.#lr = opts.lr;
+  }
+
+  /** The images: the pixels, or the blur of z. */
+  image(): Tensor {
+    const g = this.blur;
+    if (!g) return this.x;
+    return conv2d(this.x, g, null, { padding: (g.shape[2] - 1) / 2 });
+  }
+
+  /** `loss` with the prior's term added when the prior is in the step (not on the tape). */
+  withPrior(loss: Tensor): Tensor {
+    if (!this.#next) return loss;
+    return add(loss, totalVariation(this.x, "sum"), 1, this.#lambdaTv);
+  }
+
+  /** One Adam step (clamped to [0, 1]) on `grad`, the prior's gradient joined when in the step. */
+  step(grad: Tensor, t: number): void {
+    const opts = { lr: this.#lr, clampMin: 0, clampMax: 1 };
+    if (!this.#next) {
+      adamStep(this.x, grad, this.#m, this.#v, t, opts);
+      return;
+    }
+    adamTvStep(this.x, grad, this.#m, this.#v, t, opts, this.#lambdaTv, this.#next);
+    [this.x, this.#next] = [this.#next, this.x];
+    this.#next.requiresGrad = false;
+    this.x.requiresGrad = true;
+  }
+
+  dispose(): void {
+    for (const t of [this.x, this.#next, this.#m, this.#v, this.blur]) t?.dispose();
   }
 }

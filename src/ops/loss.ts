@@ -12,7 +12,8 @@
 import lossSrc from "../../kernels/loss.wgsl" with { type: "text" };
 import ceSrc from "../../kernels/loss_ce.wgsl" with { type: "text" };
 import reduceSrc from "../../kernels/loss_reduce.wgsl" with { type: "text" };
-import tvSrc from "../../kernels/loss_tv.wgsl" with { type: "text" };
+import tvKernelSrc from "../../kernels/loss_tv.wgsl" with { type: "text" };
+import tvGradSrc from "../../kernels/tv_grad.wgsl" with { type: "text" };
 import { dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 import {
@@ -47,6 +48,9 @@ const CROSS_ENTROPY = {
   entryPoint: "cross_entropy",
   uniforms: uniformLayout("Params", [["n", "u32"], ["k", "u32"], ["scale", "f32"]]),
 };
+/** kernels/loss_tv.wgsl with the per-pixel TV gradient it calls. */
+const tvSrc = tvGradSrc + tvKernelSrc;
+
 const TOTAL_VARIATION = {
   name: "loss_tv.tv",
   code: tvSrc,
@@ -57,7 +61,6 @@ const TOTAL_VARIATION = {
     ["w", "u32"],
     ["sy", "f32"],
     ["sx", "f32"],
-    ["accumulate", "u32"],
   ]),
 };
 /** The sum kernel of kernels/loss_reduce.wgsl (also used by ./metrics.ts). */
@@ -304,7 +307,7 @@ export function activationLoss(
  * @throws {RangeError} when `x` is not a non-empty f32 4-D tensor.
  */
 export function totalVariation(x: Tensor, reduction: LossReduction = "mean"): LossResult {
-  const { rows, uniforms } = tvUniforms(
+  const { rows, uniforms } = totalVariationScales(
     "totalVariation",
     x,
     reduction === "sum" ? 1 : 1 / x.shape[0],
@@ -314,37 +317,24 @@ export function totalVariation(x: Tensor, reduction: LossReduction = "mean"): Lo
   dispatch(
     TOTAL_VARIATION,
     [x.buffer, grad.buffer, part.buffer],
-    { ...uniforms, accumulate: 0 },
+    uniforms,
     groups(rows, 64),
   );
   return { loss: reduceInto(part, rows, 1), grad };
 }
 
 /**
- * Adds `weight · dTV/dx` into `grad` in place (one pass, no loss value), with TV summed over the
- * images as {@link totalVariation} with `reduction` `"sum"`: a prior's gradient joined to the
- * gradient of the other loss terms without a pass of its own.
+ * The shape checks and scales of the total-variation kernels, each image's term times `perImage`:
+ * `rows = N·C·H`, `sy = perImage / (C (H−1) W)`, `sx = perImage / (C H (W−1))` (0 for a single
+ * row or column).
  *
- * @param x images, f32 NCHW, non-empty.
- * @param grad a gradient shaped like `x`, updated in place.
- * @param weight the prior's weight λ_tv.
- * @throws {RangeError} when `x` is not a non-empty f32 4-D tensor or `grad`'s shape differs.
+ * @throws {RangeError} naming `op` when `x` is not a non-empty f32 4-D tensor.
  */
-export function addTotalVariationGradient(x: Tensor, grad: Tensor, weight: number): void {
-  const { rows, uniforms } = tvUniforms("addTotalVariationGradient", x, weight);
-  checkSameShape("addTotalVariationGradient", "x", x, "grad", grad);
-  const unused = Tensor.empty([1]); // `part`, not written in accumulate mode
-  dispatch(
-    TOTAL_VARIATION,
-    [x.buffer, grad.buffer, unused.buffer],
-    { ...uniforms, accumulate: 1 },
-    groups(rows, 64),
-  );
-  unused.dispose();
-}
-
-/** The shape checks and scales of the total-variation kernel, each image's term times `perImage`. */
-function tvUniforms(op: string, x: Tensor, perImage: number) {
+export function totalVariationScales(
+  op: string,
+  x: Tensor,
+  perImage: number,
+): { rows: number; uniforms: { rows: number; h: number; w: number; sy: number; sx: number } } {
   if (x.shape.length !== 4 || x.size === 0) {
     throw new RangeError(`${op}: x must be a non-empty [N, C, H, W] tensor, got [${x.shape}]`);
   }

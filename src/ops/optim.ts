@@ -6,12 +6,17 @@
  * @module
  */
 
-import src from "../../kernels/optim.wgsl" with { type: "text" };
+import optimSrc from "../../kernels/optim.wgsl" with { type: "text" };
+import tvGradSrc from "../../kernels/tv_grad.wgsl" with { type: "text" };
 import { copyBuffer, dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { checkDtype, checkFinite, checkSameSize } from "./_checks.ts";
+import { totalVariationScales } from "./loss.ts";
 
-/** `struct Params` of kernels/optim.wgsl, shared by its four entry points. */
+/** kernels/optim.wgsl with the TV gradient its `adam_tv` calls. */
+const src = tvGradSrc + optimSrc;
+
+/** `struct Params` of kernels/optim.wgsl, shared by its entry points. */
 const PARAMS = uniformLayout("Params", [
   ["n", "u32"],
   ["flag", "u32"],
@@ -25,6 +30,9 @@ const PARAMS = uniformLayout("Params", [
   ["hi", "f32"],
   ["one_m_beta1", "f32"],
   ["one_m_beta2", "f32"],
+  ["h", "u32"],
+  ["w", "u32"],
+  ["sx", "f32"],
 ]);
 /** Every f32 field zero: the fields an entry point does not read. */
 const UNREAD = {
@@ -38,6 +46,9 @@ const UNREAD = {
   hi: 0,
   one_m_beta1: 0,
   one_m_beta2: 0,
+  h: 0,
+  w: 0,
+  sx: 0,
 };
 
 const k = (entryPoint: string) => ({
@@ -48,6 +59,7 @@ const k = (entryPoint: string) => ({
 });
 const ADAM = k("adam");
 const ADAM4 = k("adam4");
+const ADAM_TV = k("adam_tv");
 const SGD = k("sgd");
 const SCALE = k("scale_by_scalar");
 const SIGN = k("sign_step");
@@ -120,8 +132,21 @@ export function adamStep(
   t: number,
   opts: AdamOptions,
 ): void {
-  const op = "adamStep";
-  const n = checkF32(op, { param, grad, m, v });
+  const n = checkF32("adamStep", { param, grad, m, v });
+  const uniforms = adamUniforms("adamStep", t, opts);
+  // Four elements per invocation when they divide evenly (a quarter of the invocations).
+  const vec4 = n % 4 === 0;
+  dispatch(
+    vec4 ? ADAM4 : ADAM,
+    [param.buffer, grad.buffer, m.buffer, v.buffer],
+    { ...uniforms, n: vec4 ? n / 4 : n },
+    groups(vec4 ? n / 4 : n, 256),
+  );
+  param.markModified();
+}
+
+/** The checked hyper-parameters of one Adam step as the kernel's uniforms (n left 0). */
+function adamUniforms(op: string, t: number, opts: AdamOptions) {
   const { lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0 } = opts;
   if (!Number.isInteger(t) || t < 1) {
     throw new RangeError(`${op}: step t must be a positive integer, got ${t}`);
@@ -140,30 +165,58 @@ export function adamStep(
     throw new RangeError(`${op}: clamp range [${lo}, ${hi}] is empty or NaN`);
   }
   const doClamp = opts.clampMin !== undefined || opts.clampMax !== undefined;
-  const step = lr / (1 - beta1 ** t);
-  const invSqrtBc2 = 1 / Math.sqrt(1 - beta2 ** t);
-  // Four elements per invocation when they divide evenly (a quarter of the invocations).
-  const vec4 = n % 4 === 0;
+  return {
+    ...UNREAD,
+    n: 0,
+    flag: doClamp ? 1 : 0,
+    lr: lr / (1 - beta1 ** t),
+    beta1,
+    beta2,
+    eps,
+    wd: weightDecay,
+    inv_sqrt_bc2: 1 / Math.sqrt(1 - beta2 ** t),
+    lo,
+    hi,
+    one_m_beta1: 1 - beta1,
+    one_m_beta2: 1 - beta2,
+  };
+}
+
+/**
+ * One {@link adamStep} on images whose gradient also takes a total-variation prior:
+ * `grad + weight · dTV/dx` with TV summed over the images as `totalVariation` with reduction
+ * `"sum"`, the Adam update and the clamp in one pass. TV reads each pixel's neighbours, so the
+ * step is not in place: it reads `x` and writes the updated images to `out`.
+ *
+ * @param x images `[N, C, H, W]`, f32, read only.
+ * @param grad the gradient of the other loss terms, same shape; `m`, `v` the Adam state, updated.
+ * @param out receives the updated images (same shape as x, another buffer).
+ * @param weight the prior's weight λ_tv.
+ * @throws {RangeError} as {@link adamStep}, when x is not 4-D, when `out` is `x`, or when
+ *   `opts.weightDecay` is set (pixels take none).
+ */
+export function adamTvStep(
+  x: Tensor,
+  grad: Tensor,
+  m: Tensor,
+  v: Tensor,
+  t: number,
+  opts: AdamOptions,
+  weight: number,
+  out: Tensor,
+): void {
+  const op = "adamTvStep";
+  checkF32(op, { x, grad, m, v, out });
+  checkFinite(op, "weight", weight);
+  if (opts.weightDecay) throw new RangeError(`${op}: images take no weight decay`);
+  const { rows, uniforms: tv } = totalVariationScales(op, x, weight);
   dispatch(
-    vec4 ? ADAM4 : ADAM,
-    [param.buffer, grad.buffer, m.buffer, v.buffer],
-    {
-      n: vec4 ? n / 4 : n,
-      flag: doClamp ? 1 : 0,
-      lr: step,
-      beta1,
-      beta2,
-      eps,
-      wd: weightDecay,
-      inv_sqrt_bc2: invSqrtBc2,
-      lo,
-      hi,
-      one_m_beta1: 1 - beta1,
-      one_m_beta2: 1 - beta2,
-    },
-    groups(vec4 ? n / 4 : n, 256),
+    ADAM_TV,
+    [out.buffer, grad.buffer, m.buffer, v.buffer, x.buffer],
+    { ...adamUniforms(op, t, opts), n: rows, wd: tv.sy, h: tv.h, w: tv.w, sx: tv.sx },
+    groups(rows, 64),
   );
-  param.markModified();
+  out.markModified();
 }
 
 /**
