@@ -55,14 +55,19 @@ fn adam(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   let i = index(lid, wid, nwg);
   if (i >= p.n) { return; }
   let wi = w[i];
-  let gi = g[i] + p.wd * wi;
+  w[i] = adam_update(i, wi, g[i] + p.wd * wi);
+}
+
+// The Adam update of element i from its value wi and gradient gi (weight decay included):
+// updates m[i] and v[i] and returns the new value, clamped when flag = 1.
+fn adam_update(i: u32, wi: f32, gi: f32) -> f32 {
   let mi = p.beta1 * m[i] + p.one_m_beta1 * gi;
   let vi = p.beta2 * v[i] + p.one_m_beta2 * gi * gi;
   m[i] = mi;
   v[i] = vi;
   var wn = wi - p.lr * mi / (sqrt(vi) * p.inv_sqrt_bc2 + p.eps);
   if (p.flag == 1u) { wn = clamp(wn, p.lo, p.hi); }
-  w[i] = wn;
+  return wn;
 }
 
 @compute @workgroup_size(256)
@@ -136,14 +141,6 @@ fn adam_tv(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
   let base = row * p.w;
   for (var c = 0u; c < p.w; c++) {
     let i = base + c;
-    let wi = tv_x[i];
-    let gi = g[i] + tv_pixel_grad(base, r, c, p.h, p.w, p.wd, p.sx);
-    let mi = p.beta1 * m[i] + p.one_m_beta1 * gi;
-    let vi = p.beta2 * v[i] + p.one_m_beta2 * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    var wn = wi - p.lr * mi / (sqrt(vi) * p.inv_sqrt_bc2 + p.eps);
-    if (p.flag == 1u) { wn = clamp(wn, p.lo, p.hi); }
-    w[i] = wn;
+    w[i] = adam_update(i, tv_x[i], g[i] + tv_pixel_grad(base, r, c, p.h, p.w, p.wd, p.sx));
   }
 }

@@ -32,6 +32,36 @@ const PARAMS = uniformLayout("Params", [
 ]);
 
 /**
+ * The checks of a fused head: `x: [N, M]`, `w: [K, M]`, `b: [K]` or null, the per-row tensor
+ * `rowsName` `[N, K]`, K ≤ 32 and `tau` positive and finite. Returns `[N, M, K]`.
+ */
+function checkHead(
+  op: string,
+  tau: number,
+  rowsName: string,
+  rowsT: Tensor,
+  x: Tensor,
+  w: Tensor,
+  b: Tensor | null,
+): [number, number, number] {
+  checkTemperature(op, tau);
+  const [n, m] = checkMatrix(op, "x", x, true);
+  const [k] = checkMatrix(op, "w", w, true);
+  checkShape(op, "w", w.shape, [k, m]);
+  checkShape(op, rowsName, rowsT.shape, [n, k]);
+  if (b) checkShape(op, "b", b.shape, [k]);
+  checkClasses(op, k);
+  return [n, m, k];
+}
+
+/** @throws {RangeError} when `k` exceeds what the fused kernels take. */
+function checkClasses(op: string, k: number): void {
+  if (k > LINEAR_KL_MAX_CLASSES) {
+    throw new RangeError(`${op}: ${k} classes; the fused kernel takes at most 32`);
+  }
+}
+
+/**
  * `loss = mean_n KL(p_n ‖ softmax((x_n·Wᵀ + b) / tau))` (or `Σ_n` with `reduction` `"sum"`) and
  * `dloss/dx = (dloss/dz)·W`, with `dloss/dz = (Σ_k p_nk · q_n − p_n) / (N·tau)` (`/ tau` for the
  * sum), `q_n = softmax(z_n / tau)`, `0·log 0 = 0`.
@@ -53,16 +83,7 @@ export function linearKlDivLoss(
   tau: number,
   reduction: LossReduction = "mean",
 ): { loss: Tensor; gradX: Tensor } {
-  const op = "linearKlDivLoss";
-  checkTemperature(op, tau);
-  const [n, m] = checkMatrix(op, "x", x, true);
-  const [k] = checkMatrix(op, "w", w, true);
-  checkShape(op, "w", w.shape, [k, m]);
-  checkShape(op, "p", p.shape, [n, k]);
-  if (b) checkShape(op, "b", b.shape, [k]);
-  if (k > LINEAR_KL_MAX_CLASSES) {
-    throw new RangeError(`${op}: ${k} classes; the fused kernel takes at most 32`);
-  }
+  const [n, m, k] = checkHead("linearKlDivLoss", tau, "p", p, x, w, b);
   const rows = reduction === "sum" ? 1 : n;
   const loss = Tensor.empty([1]);
   const gradX = Tensor.empty(x.shape);
@@ -118,16 +139,7 @@ export function linearKdLoss(
   b: Tensor | null,
   tau: number,
 ): LinearKdResult {
-  const op = "linearKdLoss";
-  checkTemperature(op, tau);
-  const [n, m] = checkMatrix(op, "h", h, true);
-  const [k] = checkMatrix(op, "w", w, true);
-  checkShape(op, "w", w.shape, [k, m]);
-  checkShape(op, "t", t.shape, [n, k]);
-  if (b) checkShape(op, "b", b.shape, [k]);
-  if (k > LINEAR_KL_MAX_CLASSES) {
-    throw new RangeError(`${op}: ${k} classes; the fused kernel takes at most 32`);
-  }
+  const [n, m, k] = checkHead("linearKdLoss", tau, "t", t, h, w, b);
   const gradZ = Tensor.empty([n, k]);
   const gradH = Tensor.empty(h.shape);
   const part = Tensor.empty([n]);
@@ -162,9 +174,7 @@ export function linearKdParamGrads(
   const [n, k] = checkMatrix(op, "gradZ", gradZ, true);
   const [, m] = checkMatrix(op, "h", h, true);
   checkShape(op, "h", h.shape, [n, m]);
-  if (k > LINEAR_KL_MAX_CLASSES) {
-    throw new RangeError(`${op}: ${k} classes; the fused kernel takes at most 32`);
-  }
+  checkClasses(op, k);
   const gradW = Tensor.empty([k, m]);
   const gradB = Tensor.empty([withBias ? k : 1]);
   dispatch(
