@@ -184,7 +184,10 @@ export interface SynthesizedTransferSet extends TransferSet {
  * `s^l ~ N(μ, σ² R)` of `layer` from the feature-space model (R from the cosine similarities of the
  * layer's weight rows), turns them into soft targets `y = softmax(T(s^l)/τ)` through the rest of
  * the teacher, then optimises noise images with Adam to minimise
- * `Σ_i [KL(y_i ‖ softmax(teacher(x̂_i)/τ)) + λ_a·L_a(x̂_i)]`, pixels clamped to [0, 1]. Each image
+ * `Σ_i [KL(y_i ‖ softmax(teacher(x̂_i)/τ)) + λ_a·L_a(x̂_i) + λ_tv·TV(x̂_i)]`, pixels clamped to
+ * [0, 1]. With `balance: true` each image's class is drawn uniformly and its sample redrawn until
+ * the teacher's head gives that class; with `"auto"` (the default) a pilot of the feature-space
+ * model decides (`set.balanced`, `set.pilot`). Each image
  * is optimised on its own from its own seeded generator, so the result does not depend on
  * `batchSize` (default `"auto"`: the most this adapter allows, capped where it stops paying).
  *
@@ -192,7 +195,8 @@ export interface SynthesizedTransferSet extends TransferSet {
  * CLI's transfer set on the same adapter. Freezes the teacher (`setTrainable(false)`).
  *
  * @param teacher a classifier on `[N, 1, 32, 32]` inputs with a fully connected layer `layer`.
- * @returns images `[N, 1, 32, 32]` in [0, 1] and soft targets `[N, classes]`.
+ * @returns images `[N, 1, 32, 32]` in [0, 1], soft targets `[N, classes]`, whether they are
+ *   class-balanced and the pilot that decided it (null unless `balance` was `"auto"`).
  * @throws {SettingError} (a `RangeError`) when a setting is out of range or `layer` is not a fully
  *   connected layer of the teacher; the message names the setting's key.
  * @throws {CheckpointError} when the layer's weights give no feature-space model (a degenerate
@@ -203,7 +207,7 @@ export interface SynthesizedTransferSet extends TransferSet {
  * @example
  * ```ts ignore
  * const set = await synthesizeTransferSet(teacher, { samples: 2000, seed: 1 });
- * console.log(set.count, set.seconds);
+ * console.log(set.count, set.seconds, set.balanced);
  * ```
  */
 export async function synthesizeTransferSet(

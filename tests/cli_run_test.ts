@@ -388,12 +388,22 @@ Deno.test({
     }
     assert.match(r.stdout, /transfer set check\s+teacher agrees with \d+\.\d% of soft targets/);
     // --balance auto (the default): the pilot's share and choice, in metrics.json and the summary.
-    const share = m.soft_targets.pilot_largest_class_share;
-    assert.ok(share > 0 && share <= 1, `pilot share ${share}`);
-    assert.equal(m.soft_targets.balanced, share > 0.24);
+    const st = m.soft_targets;
+    assert.equal(st.balance_setting, "auto");
+    assert.equal(st.pilot.samples, 2048);
+    assert.ok(st.pilot.largest_class_share > 0 && st.pilot.largest_class_share <= 1);
+    assert.equal(st.pilot.limit, 0.24);
+    const on = st.pilot.largest_class_share > st.pilot.limit;
+    assert.equal(st.drawn, on ? "class-balanced" : "feature-space");
+    assert.ok(st.largest_class_share >= 0.1 && st.largest_class_share <= 1);
+    const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
     assert.match(
       r.stdout,
-      new RegExp(`soft targets\\s+.*--balance auto: the pilot put ${(share * 100).toFixed(1)}%`),
+      new RegExp(
+        `soft targets\\s+.*largest class ${pct(st.largest_class_share)} \\(--balance auto: ` +
+          `a pilot of 2048 draws put ${pct(st.pilot.largest_class_share)} in one class, ` +
+          `${on ? "over" : "under"} the 24.0% limit\\)`,
+      ),
     );
 
     const ts = await loadSafetensors(join(dir, "transfer-set.safetensors"));

@@ -6,7 +6,12 @@
 
 import assert from "node:assert/strict";
 import { DEFAULTS, resolveConfig } from "../src/dfkd/settings.ts";
-import { judgeAgreement, transferSetStats, transferSetWarning } from "../src/dfkd/diagnostics.ts";
+import {
+  judgeAgreement,
+  softTargetReport,
+  transferSetStats,
+  transferSetWarning,
+} from "../src/dfkd/diagnostics.ts";
 import { type RunContext, runDfkd } from "../src/dfkd/run.ts";
 import type { Sequential } from "../src/nn/layers.ts";
 import { teacherFeatureModel } from "../src/dfkd/transfer_set.ts";
@@ -215,4 +220,21 @@ Deno.test("a teacher with all-zero weights is refused, not sent to synthesis wit
     () => checkNonZeroWeights(contents([0, -0]), "x.safetensors"),
     /^CheckpointError: x\.safetensors: the weights are all zero/,
   );
+});
+
+Deno.test("softTargetReport: how the targets were drawn and their largest class", () => {
+  // 4 targets over 3 classes: classes 2, 0, 2, 1 (top-1 of each row).
+  const targets = Float32Array.from([0.1, 0.2, 0.7, 0.5, 0.3, 0.2, 0, 0.4, 0.6, 0.2, 0.5, 0.3]);
+  const pilot = { largestShare: 0.9, samples: 2048, limit: 0.8 };
+  assert.deepEqual(softTargetReport("soft-target", "auto", true, pilot, targets, 3), {
+    drawn: "class-balanced",
+    balance_setting: "auto",
+    pilot: { samples: 2048, largest_class_share: 0.9, limit: 0.8 },
+    largest_class_share: 0.5,
+  });
+  const plain = softTargetReport("soft-target", false, false, null, targets, 3);
+  assert.equal(plain.drawn, "feature-space");
+  assert.equal(plain.pilot, null);
+  // The noise method's targets are the teacher's predictions, whatever --balance says.
+  assert.equal(softTargetReport("noise", true, false, null, targets, 3).drawn, "teacher-on-noise");
 });

@@ -39,6 +39,7 @@ import {
   runShard,
   type ShardFile,
   type ShardOutcome,
+  type SoftTargetReport,
   writeRunFile,
 } from "../dfkd/run.ts";
 import { synthesisBatchSize } from "../dfkd/batch_size.ts";
@@ -741,12 +742,22 @@ function printShardSummary(s: ShardFile, seconds: number, cfg: DfkdConfig, outDi
   console.log(`when all ${s.count} shards are finished: deno task merge DIR… --out OUT`);
 }
 
-/** One line of the summary: whether the soft targets were class-balanced, and why. */
-function softTargetLine(t: RunMetrics["soft_targets"]): string {
-  const how = t.balanced ? "class-balanced" : "as the feature-space model draws them";
-  if (t.pilot_largest_class_share === null) return how;
-  const share = `${(t.pilot_largest_class_share * 100).toFixed(1)}%`;
-  return `${how} (--balance auto: the pilot put ${share} of them in one class)`;
+/** One line of the summary: how the soft targets were drawn, why, and how even they came out. */
+function softTargetLine(t: SoftTargetReport): string {
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  const how = {
+    "feature-space": "sampled from the feature-space model",
+    "class-balanced": "class-balanced",
+    "teacher-on-noise": "the teacher's predictions on noise images (--balance does not apply)",
+  }[t.drawn];
+  const why = t.pilot
+    ? ` (--balance auto: a pilot of ${t.pilot.samples} draws put ${
+      pct(t.pilot.largest_class_share)
+    } in one class, ${t.pilot.largest_class_share > t.pilot.limit ? "over" : "under"} the ${
+      pct(t.pilot.limit)
+    } limit)`
+    : "";
+  return `${how}; largest class ${pct(t.largest_class_share)}${why}`;
 }
 
 /** One line of the summary: what the teacher makes of the transfer set. */
@@ -754,7 +765,7 @@ function transferSetCheck(s: TransferSetStats): string {
   const n = s.teacher_class_counts.reduce((a, b) => a + b, 0);
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
   const judge = s.judge_agreement === null ? "" : `, the judge with ${pct(s.judge_agreement)}`;
-  return `teacher agrees with ${pct(s.target_agreement)} of soft targets${judge}; largest ` +
+  return `teacher agrees with ${pct(s.target_agreement)} of soft targets${judge}; its largest ` +
     `class ${pct(Math.max(...s.teacher_class_counts) / n)}; ${
       pct(s.saturated_pixels)
     } of pixels at 0 or 1`;

@@ -24,6 +24,47 @@ export interface TransferSetStats {
   judge_agreement: number | null;
 }
 
+/** How a transfer set's soft targets were drawn (written to `metrics.json` as `soft_targets`). */
+export interface SoftTargetReport {
+  /**
+   * `"feature-space"` (sampled from the feature-space model), `"class-balanced"` (each image's
+   * class drawn uniformly, its sample redrawn until the teacher's head gives it) or
+   * `"teacher-on-noise"` (the noise method: the teacher's predictions on noise images).
+   */
+  drawn: "feature-space" | "class-balanced" | "teacher-on-noise";
+  /** `synthesis.balance` as set: true, false or `"auto"`. */
+  balance_setting: boolean | "auto";
+  /** With `"auto"`: the pilot's draws, the share of their largest class, and the limit. */
+  pilot: { samples: number; largest_class_share: number; limit: number } | null;
+  /** Share of the soft targets (their top-1 classes) in their largest class, in [0, 1]. */
+  largest_class_share: number;
+}
+
+/**
+ * The {@link SoftTargetReport} of a run: how the targets were drawn (`balanced` is
+ * `synthesis.balance` resolved), the pilot that decided `"auto"`, and the largest class share of
+ * `targets: [n, classes]`.
+ */
+export function softTargetReport(
+  method: string,
+  setting: boolean | "auto",
+  balanced: boolean,
+  pilot: { largestShare: number; samples: number; limit: number } | null,
+  targets: Float32Array,
+  classes: number,
+): SoftTargetReport {
+  const n = targets.length / classes;
+  const counts = new Array<number>(classes).fill(0);
+  for (let i = 0; i < n; i++) counts[targetClass(targets, i, classes)]++;
+  return {
+    drawn: method === "noise" ? "teacher-on-noise" : balanced ? "class-balanced" : "feature-space",
+    balance_setting: setting,
+    pilot: pilot &&
+      { samples: pilot.samples, largest_class_share: pilot.largestShare, limit: pilot.limit },
+    largest_class_share: n > 0 ? Math.max(...counts) / n : 0,
+  };
+}
+
 /** The class of soft target `i` in `[n, classes]` targets: its argmax, the first on ties. */
 export function targetClass(targets: Float32Array, i: number, classes: number): number {
   let best = 0;

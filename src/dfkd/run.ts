@@ -19,12 +19,14 @@ import { buildModel } from "../nn/models.ts";
 import { evaluate, type LabelledImages, predict } from "../nn/train.ts";
 import {
   judgeAgreement,
+  type SoftTargetReport,
+  softTargetReport,
   type TransferSetStats,
   transferSetStats,
   transferSetWarning,
 } from "./diagnostics.ts";
 
-export type { TransferSetStats };
+export type { SoftTargetReport, TransferSetStats };
 import { distillationStage, synthesisStage } from "./pipeline.ts";
 import { resolveBalance, teacherFeatureModel } from "./transfer_set.ts";
 import { hasRun, RunFolder, type Shapes, type ShardFile, writeRunFile } from "./run_folder.ts";
@@ -58,11 +60,8 @@ export interface RunMetrics {
   synthesis_iterations: number;
   /** What the teacher makes of the transfer set (a check that it carries class information). */
   transfer_set_stats: TransferSetStats;
-  /**
-   * Whether the soft targets were class-balanced, and, when `synthesis.balance` was `"auto"`, the
-   * share of the pilot's soft targets in their largest class that decided it (else null).
-   */
-  soft_targets: { balanced: boolean; pilot_largest_class_share: number | null };
+  /** How the soft targets were drawn, and how evenly they came out. */
+  soft_targets: SoftTargetReport;
   /** Seconds of synthesis, over every resumed part of the run. */
   synthesis_seconds: number;
   /** Seconds of distillation, likewise. */
@@ -326,16 +325,20 @@ async function synthesize(
   return set;
 }
 
-/** How the run's soft targets were chosen (the pilot is a pure function of teacher and seed). */
+/**
+ * How the run's soft targets were drawn (the pilot is a pure function of teacher and seed, so it
+ * is worked out again here) and the share of their largest class.
+ */
 async function softTargetChoice(
   teacher: Sequential,
   cfg: DfkdConfig,
-): Promise<RunMetrics["soft_targets"]> {
-  const fm = cfg.synthesis.balance === "auto"
-    ? await teacherFeatureModel(teacher, cfg.synthesis)
-    : null;
-  const { balance, pilot } = await resolveBalance(teacher, fm, cfg.synthesis, cfg.seed);
-  return { balanced: balance, pilot_largest_class_share: pilot?.largestShare ?? null };
+  targets: Float32Array,
+): Promise<SoftTargetReport> {
+  const s = cfg.synthesis;
+  const fm = await teacherFeatureModel(teacher, s);
+  const { balance, pilot } = await resolveBalance(teacher, fm, s, cfg.seed);
+  const { classes } = shapesOf(teacher);
+  return softTargetReport(s.method, s.balance, balance, pilot, targets, classes);
 }
 
 /** The check of the transfer set: one teacher pass, before the distillation budget is spent. */
@@ -436,7 +439,7 @@ async function finish(
       transfer_set_size: n,
       synthesis_iterations: s.method === "noise" ? 0 : s.iterations,
       transfer_set_stats: stats,
-      soft_targets: await softTargetChoice(ctx.teacher, cfg),
+      soft_targets: await softTargetChoice(ctx.teacher, cfg, transfer.targets),
       synthesis_seconds: round(transfer.seconds),
       distillation_seconds: round(dist.seconds),
       synthesis_throughput: round(transfer.seconds > 0 ? (n * s.iterations) / transfer.seconds : 0),

@@ -101,7 +101,11 @@ export const PILOT_SKEW = 2.4;
 export interface BalancePilot {
   /** Share of the pilot's soft targets in their most frequent class, in [0, 1]. */
   largestShare: number;
-  /** Whether class-balanced soft targets are used: `largestShare > PILOT_SKEW / classes`. */
+  /** The share above which balance turns on: `PILOT_SKEW / classes`. */
+  limit: number;
+  /** The pilot's draws, {@link PILOT_SAMPLES}. */
+  samples: number;
+  /** Whether class-balanced soft targets are used: `largestShare > limit`. */
   balance: boolean;
 }
 
@@ -124,12 +128,14 @@ export async function balancePilot(
   const counts = new Array<number>(classes).fill(0);
   for (let i = 0; i < PILOT_SAMPLES; i++) counts[targetClass(probs, i, classes)]++;
   const largestShare = Math.max(...counts) / PILOT_SAMPLES;
-  return { largestShare, balance: largestShare > PILOT_SKEW / classes };
+  const limit = PILOT_SKEW / classes;
+  return { largestShare, limit, samples: PILOT_SAMPLES, balance: largestShare > limit };
 }
 
 /**
  * `synthesis.balance` resolved for `teacher`: as given when true or false; `"auto"` decided by
- * {@link balancePilot} (never on for the noise method, which has no feature model).
+ * {@link balancePilot}; never on for the noise method (no feature model, `fm` null), whose
+ * targets are the teacher's predictions on noise.
  */
 export async function resolveBalance(
   teacher: Sequential,
@@ -137,8 +143,8 @@ export async function resolveBalance(
   s: Pick<SynthesisSettings, "balance">,
   seed: number,
 ): Promise<{ balance: boolean; pilot: BalancePilot | null }> {
+  if (!fm) return { balance: false, pilot: null }; // the noise method: nothing to balance
   if (s.balance !== "auto") return { balance: s.balance, pilot: null };
-  if (!fm) return { balance: false, pilot: null };
   const pilot = await balancePilot(teacher, fm, seed);
   return { balance: pilot.balance, pilot };
 }
