@@ -131,7 +131,7 @@ export { type BatchLimits, synthesisBatchSize } from "./src/dfkd/batch_size.ts";
 export { buildFeatureModel, type FeatureModel, sampleFeatures } from "./src/dfkd/feature_model.ts";
 export { softTargets } from "./src/dfkd/soft_targets.ts";
 export { gridByClass, targetClass } from "./src/dfkd/diagnostics.ts";
-export type { TransferSetStats } from "./src/dfkd/diagnostics.ts";
+export type { SoftTargetReport, TransferSetStats } from "./src/dfkd/diagnostics.ts";
 export type { BalancePilot } from "./src/dfkd/transfer_set.ts";
 export type { AdversarialOptions } from "./src/dfkd/distill.ts";
 
