@@ -514,7 +514,7 @@ async function runInFolder(
     const ctx = {
       teacher: t.teacher,
       judge: t.judge,
-      teacherName: teacherPath,
+      teacherName: resolve(teacherPath), // as run.json has it, so a resumed run writes the same
       dataset: t.dataset,
       testSet: test.testSet,
       testSetDir: test.dir,
