@@ -1,20 +1,24 @@
 /**
- * Where one synthesis iteration's time goes on this adapter: `deno run -A bench/synthesis_profile.ts`.
+ * Where one step of a loop goes on this adapter:
+ * `deno run -A bench/loop_profile.ts [--loop synthesis|distillation] [--out FILE]`.
  *
- * The loop of `pipeline_bench.ts` (LeNet-5 teacher, batch 256, τ 20, no activation loss, no
- * jitter) is run whole, then one iteration's dispatches are recorded and each is replayed alone,
+ * The loop of `pipeline_bench.ts` (synthesis: LeNet-5 teacher, batch 256, τ 20, no activation
+ * loss, no jitter; distillation: LeNet-5 → LeNet-5-half, batch 128, τ 4, no augmentation) is run
+ * whole, then one step's dispatches are recorded and each is replayed alone,
  * `REPS` times per submit, so that its kernel time is measured without the loop around it. On
  * software adapters `queue.submit` runs the work on the host thread, so the submit's duration is
  * the kernels' time; the encoding time (pipeline lookup, uniform encoding, bind-group creation,
  * pass commands) is measured separately on the host. The fixed costs of the runtime (an empty
  * dispatch, a bind group, a uniform encoding, a pooled buffer) are timed in isolation too.
  *
- * Prints Markdown; `--out FILE` also writes it there (e.g. `bench/results/synthesis-profile.md`).
+ * Prints Markdown; `--out FILE` also writes it there (`bench/results/synthesis-profile.md`,
+ * `bench/results/distillation-profile.md`).
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
+import { distill } from "../src/dfkd/distill.ts";
 import { synthesizeBatch } from "../src/dfkd/synthesis.ts";
 import {
   bufferPool,
@@ -32,7 +36,7 @@ import { relu } from "../src/ops/elementwise.ts";
 import { buildModel } from "../src/nn/models.ts";
 import { Rng } from "../src/random.ts";
 import { Tensor } from "../src/tensor.ts";
-import { SYNTH_BATCH } from "./cases.ts";
+import { DISTILL_BATCH, SYNTH_BATCH } from "./cases.ts";
 
 const REPS = 20;
 const ITERATIONS = 30;
@@ -160,53 +164,105 @@ interface Profile {
   fixed: Record<string, number>;
 }
 
-async function profile(): Promise<Profile> {
+/** The loop's step `runs` times (after a warm-up), then one step recorded. */
+interface Loop {
+  /** What one step is, for the heading. */
+  title: string;
+  /** Items (sample-iterations or images) per step. */
+  perStep: number;
+  unit: string;
+  /** Runs `steps` steps of the loop. */
+  run(steps: number): Promise<void>;
+  dispose(): void;
+}
+
+function synthesisLoop(): Loop {
   const rng = new Rng(7);
   const teacher = buildModel("lenet5", 1);
   teacher.setTrainable(false);
   const targets = softTargets(rng.fork("targets"), SYNTH_BATCH, 10, 20);
+  const opts = { lr: 0.05, tau: 20, lambdaAct: 0, actNorm: "element-mean" as const, logEvery: 10 };
+  return {
+    title: `Synthesis iteration: LeNet-5 teacher, batch ${SYNTH_BATCH}, τ 20, no activation ` +
+      "loss, no jitter",
+    perStep: SYNTH_BATCH,
+    unit: "sample-iterations/s",
+    run: async (steps) => {
+      await synthesizeBatch(teacher, targets, rng.fork(`run-${steps}`), {
+        ...opts,
+        iterations: steps,
+      });
+    },
+    dispose: () => {
+      targets.dispose();
+      teacher.dispose();
+    },
+  };
+}
+
+function distillationLoop(): Loop {
+  const rng = new Rng(7);
+  const teacher = buildModel("lenet5", 1);
+  teacher.setTrainable(false);
+  const student = buildModel("lenet5-half", 2);
+  const n = DISTILL_BATCH;
+  const images = rng.fork("images").fillUniform(new Float32Array(ITERATIONS * n * 32 * 32), 0, 1);
   const opts = {
-    iterations: ITERATIONS,
-    lr: 0.05,
-    tau: 20,
-    lambdaAct: 0,
-    actNorm: "element-mean" as const,
+    epochs: 1,
+    batchSize: n,
+    lr: 0.002,
+    tau: 4,
+    shift: false,
+    flip: false,
+    mixup: false,
+    seed: 0,
     logEvery: 10,
   };
-  await synthesizeBatch(teacher, targets, rng.fork("warm"), { ...opts, iterations: 3 });
+  return {
+    title: `Distillation step: LeNet-5 → LeNet-5-half, batch ${n}, τ 4, no augmentation`,
+    perStep: n,
+    unit: "images/s",
+    run: async (steps) => {
+      await distill(teacher, student, images, steps * n, opts);
+    },
+    dispose: () => {
+      teacher.dispose();
+      student.dispose();
+    },
+  };
+}
+
+async function profile(loop: Loop): Promise<Profile> {
+  await loop.run(3);
   const d0 = runtimeStats().dispatches;
   const t0 = performance.now();
-  await synthesizeBatch(teacher, targets, rng.fork("timed"), opts);
+  await loop.run(ITERATIONS);
   const wallMsPerIteration = (performance.now() - t0) / ITERATIONS;
   const dispatchesPerIteration = (runtimeStats().dispatches - d0) / ITERATIONS;
   startDispatchTrace();
-  await synthesizeBatch(teacher, targets, rng.fork("one"), { ...opts, iterations: 1 });
+  await loop.run(1);
   const trace = stopDispatchTrace();
   const rows = [];
   for (const d of trace) rows.push({ label: label(d), ...await replay(d) });
   const fixed = await fixedCosts();
-  targets.dispose();
-  teacher.dispose();
+  loop.dispose();
   return { wallMsPerIteration, dispatchesPerIteration, rows, fixed };
 }
 
-function markdown(p: Profile): string {
+function markdown(p: Profile, loop: Loop): string {
   const ctx = gpuContext();
   const kernelSum = p.rows.reduce((a, r) => a + r.kernelMs, 0);
   const cpuSum = p.rows.reduce((a, r) => a + r.kernelCpuMs, 0);
   const encodeSum = p.rows.reduce((a, r) => a + r.encodeMs, 0);
   const pct = (ms: number) => `${((100 * ms) / p.wallMsPerIteration).toFixed(1)}%`;
   const lines = [
-    `## Synthesis iteration profile on ${ctx.description}`,
+    `## ${loop.title.split(":")[0]} profile on ${ctx.description}`,
     "",
-    `LeNet-5 teacher, batch ${SYNTH_BATCH}, τ 20, no activation loss, no jitter; ` +
-    `${new Date().toISOString()}, load average ${Deno.loadavg()[0].toFixed(1)}.`,
+    `${loop.title}; ${new Date().toISOString()}, load average ${Deno.loadavg()[0].toFixed(1)}.`,
     "",
-    `Whole iteration (loop of ${ITERATIONS}, loss read every 10): ` +
-    `**${p.wallMsPerIteration.toFixed(2)} ms**, ${
-      p.dispatchesPerIteration.toFixed(1)
-    } dispatches ` +
-    `(${((SYNTH_BATCH * 1000) / p.wallMsPerIteration).toFixed(0)} sample-iterations/s).`,
+    `Whole step (loop of ${ITERATIONS}, loss read every 10): ` +
+    `**${p.wallMsPerIteration.toFixed(2)} ms**, ${p.dispatchesPerIteration.toFixed(1)} ` +
+    `dispatches (${((loop.perStep * 1000) / p.wallMsPerIteration).toFixed(0)} ${loop.unit}).`,
     `Sum of the recorded dispatches replayed alone: kernels ${kernelSum.toFixed(2)} ms ` +
     `(${pct(kernelSum)}; ${cpuSum.toFixed(1)} CPU-ms over all threads), host encoding ` +
     `${encodeSum.toFixed(2)} ms (${pct(encodeSum)}); the rest ` +
@@ -234,9 +290,17 @@ function markdown(p: Profile): string {
 }
 
 if (import.meta.main) {
-  const args = parseArgs({ options: { out: { type: "string" } } });
+  const args = parseArgs({
+    options: { out: { type: "string" }, loop: { type: "string", default: "synthesis" } },
+  });
+  const which = args.values.loop;
+  if (which !== "synthesis" && which !== "distillation") {
+    console.error(`--loop must be synthesis or distillation, got ${which}`);
+    Deno.exit(2);
+  }
   await initGpu();
-  const md = markdown(await profile());
+  const loop = which === "synthesis" ? synthesisLoop() : distillationLoop();
+  const md = markdown(await profile(loop), loop);
   console.log(md);
   if (args.values.out) await Deno.writeTextFile(args.values.out, md);
 }
