@@ -175,7 +175,7 @@ export interface TransferSet {
 export interface SynthesizedTransferSet extends TransferSet {
   /** Whether the soft targets are class-balanced (`balance` resolved). */
   balanced: boolean;
-  /** The pilot that decided `balance: "auto"` (the default), or null when it was given. */
+  /** The pilot that decided `balance: "auto"`, or null when balance was given as true or false. */
   pilot: BalancePilot | null;
 }
 
@@ -186,8 +186,8 @@ export interface SynthesizedTransferSet extends TransferSet {
  * the teacher, then optimises noise images with Adam to minimise
  * `Σ_i [KL(y_i ‖ softmax(teacher(x̂_i)/τ)) + λ_a·L_a(x̂_i) + λ_tv·TV(x̂_i)]`, pixels clamped to
  * [0, 1]. With `balance: true` each image's class is drawn uniformly and its sample redrawn until
- * the teacher's head gives that class; with `"auto"` (the default) a pilot of the feature-space
- * model decides (`set.balanced`, `set.pilot`). Each image
+ * the teacher's head gives that class; with `"auto"` a pilot of the feature-space model decides
+ * (`set.balanced`, `set.pilot`; default false). Each image
  * is optimised on its own from its own seeded generator, so the result does not depend on
  * `batchSize` (default `"auto"`: the most this adapter allows, capped where it stops paying).
  *

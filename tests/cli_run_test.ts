@@ -351,6 +351,8 @@ Deno.test({
       "8",
       "--student-epochs",
       "2",
+      "--balance",
+      "auto",
       "--out",
       dir,
       "--force",
@@ -387,7 +389,7 @@ Deno.test({
       assert.ok(stats[k] >= 0 && stats[k] <= 1, `${k} = ${stats[k]}`);
     }
     assert.match(r.stdout, /transfer set check\s+teacher agrees with \d+\.\d% of soft targets/);
-    // --balance auto (the default): the pilot's share and choice, in metrics.json and the summary.
+    // --balance auto: the pilot's share and choice, in metrics.json and the summary.
     const st = m.soft_targets;
     assert.equal(st.balance_setting, "auto");
     assert.equal(st.pilot.samples, 2048);

@@ -221,7 +221,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     key: "synthesis.balance",
     flag: "balance",
     type: "boolean",
-    default: "auto",
+    default: false,
     words: ["auto"],
     help: "Class-balanced soft targets: each image's target class is drawn uniformly and its " +
       "feature sample redrawn until the teacher's head gives that class; auto: on when a pilot " +
