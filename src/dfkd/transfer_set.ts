@@ -113,8 +113,8 @@ export interface BalancePilot {
  * Probes how evenly the feature-space model spreads its soft targets over the classes:
  * {@link PILOT_SAMPLES} samples from `new Rng(seed).fork("balance-pilot")`, the class of each
  * (top-1 of the teacher's head), and the share of the most frequent one. Class-balanced targets
- * are chosen when it exceeds {@link PILOT_SKEW} times the uniform share. Depends on the teacher and the seed only,
- * so every shard and every resumption of a run decides the same.
+ * are chosen when it exceeds {@link PILOT_SKEW} times the uniform share. Depends on the teacher
+ * and the seed only, so every shard and every resumption of a run decides the same.
  */
 export async function balancePilot(
   teacher: Sequential,
