@@ -37,25 +37,10 @@ import { buildModel } from "../src/nn/models.ts";
 import { Rng } from "../src/random.ts";
 import { Tensor } from "../src/tensor.ts";
 import { DISTILL_BATCH, SYNTH_BATCH } from "./cases.ts";
+import { DISTILL_LOOP, randomSoftTargets, SYNTH_LOOP } from "./loops.ts";
 
 const REPS = 20;
 const ITERATIONS = 30;
-
-/** Soft targets at τ from random logits, as `pipeline_bench.ts` makes them. */
-function softTargets(rng: Rng, n: number, classes: number, tau: number): Tensor {
-  const logits = rng.fillNormal(new Float32Array(n * classes), 0, 6);
-  const probs = new Float32Array(logits.length);
-  for (let r = 0; r < n; r++) {
-    const row = logits.subarray(r * classes, (r + 1) * classes);
-    const max = Math.max(...row);
-    let sum = 0;
-    for (let c = 0; c < classes; c++) {
-      sum += probs[r * classes + c] = Math.exp((row[c] - max) / tau);
-    }
-    for (let c = 0; c < classes; c++) probs[r * classes + c] /= sum;
-  }
-  return Tensor.from(probs, [n, classes]);
-}
 
 /** A label for a recorded dispatch: kernel name, entry point and the grid. */
 function label(d: DispatchRecord): string {
@@ -198,8 +183,7 @@ function synthesisLoop(): Loop {
   const rng = new Rng(7);
   const teacher = buildModel("lenet5", 1);
   teacher.setTrainable(false);
-  const targets = softTargets(rng.fork("targets"), SYNTH_BATCH, 10, 20);
-  const opts = { lr: 0.05, tau: 20, lambdaAct: 0, actNorm: "element-mean" as const, logEvery: 10 };
+  const targets = randomSoftTargets(rng.fork("targets"), SYNTH_BATCH, 10, SYNTH_LOOP.tau);
   return {
     title: `Synthesis iteration: LeNet-5 teacher, batch ${SYNTH_BATCH}, τ 20, no activation ` +
       "loss, no jitter",
@@ -207,7 +191,7 @@ function synthesisLoop(): Loop {
     unit: "sample-iterations/s",
     run: async (steps) => {
       await synthesizeBatch(teacher, targets, rng.fork(`run-${steps}`), {
-        ...opts,
+        ...SYNTH_LOOP,
         iterations: steps,
       });
     },
@@ -225,23 +209,12 @@ function distillationLoop(): Loop {
   const student = buildModel("lenet5-half", 2);
   const n = DISTILL_BATCH;
   const images = rng.fork("images").fillUniform(new Float32Array(ITERATIONS * n * 32 * 32), 0, 1);
-  const opts = {
-    epochs: 1,
-    batchSize: n,
-    lr: 0.002,
-    tau: 4,
-    shift: false,
-    flip: false,
-    mixup: false,
-    seed: 0,
-    logEvery: 10,
-  };
   return {
     title: `Distillation step: LeNet-5 → LeNet-5-half, batch ${n}, τ 4, no augmentation`,
     perStep: n,
     unit: "images/s",
     run: async (steps) => {
-      await distill(teacher, student, images, steps * n, opts);
+      await distill(teacher, student, images, steps * n, DISTILL_LOOP);
     },
     dispose: () => {
       teacher.dispose();

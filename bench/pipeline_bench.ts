@@ -21,16 +21,15 @@ import { synthesizeBatch } from "../src/dfkd/synthesis.ts";
 import { initGpu, runtimeStats } from "../src/gpu/runtime.ts";
 import { buildModel } from "../src/nn/models.ts";
 import { Rng } from "../src/random.ts";
-import { Tensor } from "../src/tensor.ts";
 import {
   DISTILL_BATCH,
   DISTILL_STEPS,
-  LOG_EVERY,
   PIPELINE_CASES,
   type PipelineStats,
   SYNTH_BATCH,
   SYNTH_STEPS,
 } from "./cases.ts";
+import { DISTILL_LOOP, randomSoftTargets, SYNTH_LOOP } from "./loops.ts";
 
 await initGpu();
 
@@ -67,27 +66,9 @@ const rng = new Rng(7);
 const teacher = buildModel("lenet5", 1);
 teacher.setTrainable(false);
 
-// Synthesis: soft targets at τ 20 from random logits (their values do not change the cost).
-const tau = 20;
-const classes = 10;
-const logits = rng.fork("targets").fillNormal(new Float32Array(SYNTH_BATCH * classes), 0, 6);
-const probs = new Float32Array(logits.length);
-for (let r = 0; r < SYNTH_BATCH; r++) {
-  const row = logits.subarray(r * classes, (r + 1) * classes);
-  const max = Math.max(...row);
-  let sum = 0;
-  for (let c = 0; c < classes; c++) sum += probs[r * classes + c] = Math.exp((row[c] - max) / tau);
-  for (let c = 0; c < classes; c++) probs[r * classes + c] /= sum;
-}
-const targets = Tensor.from(probs, [SYNTH_BATCH, classes]);
-const synthOpts = {
-  iterations: SYNTH_STEPS,
-  lr: 0.05,
-  tau,
-  lambdaAct: 0,
-  actNorm: "element-mean" as const,
-  logEvery: LOG_EVERY,
-};
+// Synthesis toward soft targets from random logits (their values do not change the cost).
+const targets = randomSoftTargets(rng.fork("targets"), SYNTH_BATCH, 10, SYNTH_LOOP.tau);
+const synthOpts = { ...SYNTH_LOOP, iterations: SYNTH_STEPS };
 // Untimed run: compiles every pipeline of the loop.
 await synthesizeBatch(teacher, targets, rng.fork("warm"), { ...synthOpts, iterations: 2 });
 
@@ -108,17 +89,7 @@ Deno.bench({
 const student = buildModel("lenet5-half", 2);
 const count = DISTILL_BATCH * DISTILL_STEPS;
 const images = rng.fork("images").fillUniform(new Float32Array(count * 32 * 32), 0, 1);
-const distillOpts = {
-  epochs: 1,
-  batchSize: DISTILL_BATCH,
-  lr: 0.002,
-  tau: 4,
-  shift: false,
-  flip: false,
-  mixup: false,
-  seed: 0,
-  logEvery: LOG_EVERY,
-};
+const distillOpts = DISTILL_LOOP;
 await distill(teacher, student, images, 2 * DISTILL_BATCH, distillOpts);
 
 Deno.bench({
