@@ -37,6 +37,8 @@ struct Params {
   h: u32, // adam_tv only: image height
   w: u32, // adam_tv only: image width
   sx: f32, // adam_tv only: the TV's column scale
+  rpi: u32, // adam_tv_jitter only: image rows per image (C·H)
+  scatter: u32, // adam_tv_jitter only: 1 = write the next jittered copy
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -142,5 +144,41 @@ fn adam_tv(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
   for (var c = 0u; c < p.w; c++) {
     let i = base + c;
     w[i] = adam_update(i, tv_x[i], g[i] + tv_pixel_grad(base, r, c, p.h, p.w, p.wd, p.sx));
+  }
+}
+
+// adam_tv_jitter: adam_tv on images x whose jittered copy (each image circularly shifted and
+// perhaps mirrored, kernels/shift.wgsl) the loss was taken at; `g` is the gradient of that copy.
+// Pixel (r, c) of an image takes its gradient from (r + gy, f(c) + gx) (mod H, W; f(c) = W-1-c
+// when gflip = 1, else c): the inverse of the jitter, as shift2d's backward pass. With
+// p.scatter = 1 the updated pixel is also written to `jit` at (r + ny, f'(c) + nx): the next
+// iteration's jittered copy, written by the inverse of its gather. Image k's offsets are
+// offs[6k .. 6k+5] = gy, gx, gflip, ny, nx, nflip, reduced mod H and W. Both maps are
+// permutations of whole rows, so no two invocations write one element. One image row per
+// invocation; p.rpi image rows per image.
+@group(0) @binding(6) var<storage, read> offs: array<u32>;
+@group(0) @binding(7) var<storage, read_write> jit: array<f32>;
+
+@compute @workgroup_size(64)
+fn adam_tv_jitter(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = (wid.x + wid.y * nwg.x) * 64u + lid;
+  if (row >= p.n) { return; }
+  let r = row % p.h;
+  let base = row * p.w;
+  let plane = base - r * p.w;
+  let o = 6u * (row / p.rpi);
+  let gbase = plane + ((r + offs[o]) % p.h) * p.w;
+  let nbase = plane + ((r + offs[o + 3u]) % p.h) * p.w;
+  let gflip = offs[o + 2u] == 1u;
+  let nflip = offs[o + 5u] == 1u;
+  for (var c = 0u; c < p.w; c++) {
+    let i = base + c;
+    let gc = (select(c, p.w - 1u - c, gflip) + offs[o + 1u]) % p.w;
+    let xn = adam_update(i, tv_x[i], g[gbase + gc] + tv_pixel_grad(base, r, c, p.h, p.w, p.wd, p.sx));
+    w[i] = xn;
+    if (p.scatter == 1u) {
+      jit[nbase + (select(c, p.w - 1u - c, nflip) + offs[o + 4u]) % p.w] = xn;
+    }
   }
 }

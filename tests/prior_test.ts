@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { totalVariation } from "../src/ops/loss.ts";
-import { adamStep, adamTvStep } from "../src/ops/optim.ts";
+import { adamStep, adamTvJitterStep, adamTvStep } from "../src/ops/optim.ts";
+import { shift2dPerImage, shift2dPerImageBackward } from "../src/ops/shift.ts";
 import { totalVariation as tvNode } from "../src/autograd/functions.ts";
 import { Tape } from "../src/autograd/tape.ts";
 import { Tensor } from "../src/tensor.ts";
@@ -109,4 +110,61 @@ Deno.test("adamTvStep is adamStep on grad + λ·dTV/dx (TV summed over images), 
   });
   assert.throws(() => adamTvStep(tx, tg, m, v, 3, opts, 0.5, tx), /share one buffer/);
   for (const t of [tx, tg, out, m, v, rx, rg, rm, rv, sum.loss, sum.grad]) t.dispose();
+});
+
+Deno.test("adamTvJitterStep is the jitter's backward pass, adamTvStep and the next jitter", async () => {
+  await gpuReady;
+  const shape = [3, 2, 6, 5];
+  const size = 180;
+  const x = randArray(size, 31, 0, 1);
+  const g0 = randArray(size, 32, -1, 1);
+  const m0 = randArray(size, 33);
+  const v0 = randArray(size, 34, 0, 1);
+  const now = [{ dy: 1, dx: -2, flip: false }, { dy: -3, dx: 4, flip: true }, {
+    dy: 0,
+    dx: 0,
+    flip: true,
+  }];
+  const next = [{ dy: -1, dx: 1, flip: true }, { dy: 2, dx: 0, flip: false }, {
+    dy: 5,
+    dx: -6,
+    flip: false,
+  }];
+  const opts = { lr: 0.05, clampMin: 0, clampMax: 1 };
+  for (const weight of [0.5, 0]) {
+    for (const nxt of [next, null]) {
+      // The reference: the unfused ops, one after the other.
+      const [rx, rm, rv, rout] = [
+        Tensor.from(x, shape),
+        Tensor.from(m0, shape),
+        Tensor.from(v0, shape),
+        Tensor.empty(shape),
+      ];
+      const rg = shift2dPerImageBackward(Tensor.from(g0, shape), now);
+      adamTvStep(rx, rg, rm, rv, 4, opts, weight, rout);
+      const [tx, tg, tm, tv, out] = [
+        Tensor.from(x, shape),
+        Tensor.from(g0, shape),
+        Tensor.from(m0, shape),
+        Tensor.from(v0, shape),
+        Tensor.empty(shape),
+      ];
+      const jittered = Tensor.from(new Float32Array(size).fill(-1), shape);
+      adamTvJitterStep(tx, tg, tm, tv, 4, opts, weight, out, now, nxt, jittered);
+      const label = `weight ${weight}, next ${nxt ? "given" : "null"}`;
+      assert.deepEqual(await out.read(), await rout.read(), `images, ${label}`);
+      assert.deepEqual(await tm.read(), await rm.read(), `m, ${label}`);
+      assert.deepEqual(await tv.read(), await rv.read(), `v, ${label}`);
+      const want = nxt ? await shift2dPerImage(rout, nxt).read() : new Float32Array(size).fill(-1);
+      assert.deepEqual(await jittered.read(), want, `jittered copy, ${label}`);
+      for (const t of [rx, rm, rv, rout, rg, tx, tg, tm, tv, out, jittered]) t.dispose();
+    }
+  }
+  const t = Tensor.zeros(shape);
+  const [a, b, c, d, e] = [0, 1, 2, 3, 4].map(() => Tensor.zeros(shape));
+  assert.throws(
+    () => adamTvJitterStep(t, a, b, c, 1, opts, 0.5, d, now.slice(1), null, e),
+    /2 now shifts for 3/,
+  );
+  for (const u of [t, a, b, c, d, e]) u.dispose();
 });

@@ -47,29 +47,34 @@ for (const opts of [{}, { smooth: 1, jitter: 2, flip: true }]) {
   });
 }
 
-Deno.test("synthesis at the default prior: at most 15 dispatches per iteration", async () => {
-  await gpuReady;
-  const teacher = buildModel("lenet5", 1);
-  teacher.setTrainable(false);
-  const n = 8;
-  const y = Tensor.from(new Float32Array(n * 10).fill(0.1), [n, 10]);
-  const opts = {
-    iterations: 40,
-    lr: 0.05,
-    tau: 20,
-    lambdaAct: 0,
-    actNorm: "element-mean" as const,
-    lambdaTv: DEFAULTS.synthesis.lambdaTv,
-    logEvery: 40,
-  };
-  assert.ok(opts.lambdaTv > 0);
-  await synthesizeBatch(teacher, y, new Rng(1), { ...opts, iterations: 2 }); // relayouts, once
-  const d0 = runtimeStats().dispatches;
-  const out = await synthesizeBatch(teacher, y, new Rng(1), opts);
-  assert.ok(out && Number.isFinite(out.loss));
-  // 40 iterations; the one report adds the prior's value to the logged loss (3 passes).
-  const per = (runtimeStats().dispatches - d0 - 3) / opts.iterations;
-  assert.ok(per <= 15, `${per} dispatches per iteration`);
-  y.dispose();
-  teacher.dispose();
-});
+for (const jitter of [{}, { jitter: 2, flip: true }]) {
+  Deno.test(`synthesis at the default prior: at most 15 dispatches per iteration (${JSON.stringify(jitter)})`, async () => {
+    await gpuReady;
+    const teacher = buildModel("lenet5", 1);
+    teacher.setTrainable(false);
+    const n = 8;
+    const y = Tensor.from(new Float32Array(n * 10).fill(0.1), [n, 10]);
+    const opts = {
+      iterations: 40,
+      lr: 0.05,
+      tau: 20,
+      lambdaAct: 0,
+      actNorm: "element-mean" as const,
+      lambdaTv: DEFAULTS.synthesis.lambdaTv,
+      logEvery: 40,
+      ...jitter,
+    };
+    assert.ok(opts.lambdaTv > 0);
+    await synthesizeBatch(teacher, y, new Rng(1), { ...opts, iterations: 2 }); // relayouts, once
+    const d0 = runtimeStats().dispatches;
+    const out = await synthesizeBatch(teacher, y, new Rng(1), opts);
+    assert.ok(out && Number.isFinite(out.loss));
+    // 40 iterations; the one report adds the prior's value to the logged loss (3 passes), and
+    // the jitter its first copy (1 pass).
+    const once = 3 + ("jitter" in jitter ? 1 : 0);
+    const per = (runtimeStats().dispatches - d0 - once) / opts.iterations;
+    assert.ok(per <= 15, `${per} dispatches per iteration`);
+    y.dispose();
+    teacher.dispose();
+  });
+}

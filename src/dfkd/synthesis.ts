@@ -28,8 +28,8 @@ import {
 import { noGrad, Tape } from "../autograd/tape.ts";
 import type { Sequential } from "../nn/layers.ts";
 import type { ActivationNorm } from "../ops/loss.ts";
-import { adamStep, adamTvStep } from "../ops/optim.ts";
-import type { ImageShift } from "../ops/shift.ts";
+import { adamStep, adamTvJitterStep, adamTvStep } from "../ops/optim.ts";
+import { type ImageShift, shift2dPerImage as shiftImages } from "../ops/shift.ts";
 import type { Rng } from "../random.ts";
 import { Tensor, tidy } from "../tensor.ts";
 import { NumericalError } from "../errors.ts";
@@ -176,8 +176,10 @@ export async function synthesizeBatch(
 ): Promise<SynthesisResult | null> {
   const n = targets.shape[0];
   const rngs = perImage(rng, n);
-  const px = new Pixels(rngs, [n, ...teacher.inputShape], opts);
   const jitterRngs = rngs.map((r) => r.fork("jitter"));
+  const draw = () => drawShifts(jitterRngs, opts.jitter ?? 0, opts.flip === true);
+  let shifts = draw(); // the first iteration's; each iteration draws the next one's
+  const px = new Pixels(rngs, [n, ...teacher.inputShape], opts, shifts);
   const pending = new LossReadback<number>((total, iteration) => {
     const loss = total / n;
     if (!Number.isFinite(loss)) {
@@ -195,20 +197,24 @@ export async function synthesizeBatch(
         return null;
       }
       const report = it % opts.logEvery === 0 || it === opts.iterations;
-      const shifts = drawShifts(jitterRngs, opts.jitter ?? 0, opts.flip === true);
+      const now = shifts;
+      const next = it < opts.iterations ? draw() : null;
       const loss = tidy(() => {
         const tape = new Tape();
+        const jittered = px.jittered; // the copy the step made, when the step does the jitter
         const loss = tape.run(() => {
           const xi = px.image();
-          const input = shifts ? shift2dPerImage(xi, shifts) : xi;
+          const input = jittered ?? (now ? shift2dPerImage(xi, now) : xi);
           return synthesisLoss(teacher, input, targets, opts, px.priorOnTape ? xi : null);
         });
-        const grad = tape.backward(loss, [px.x]).get(px.x)!;
+        const wrt = jittered ?? px.x;
+        const grad = tape.backward(loss, [wrt]).get(wrt)!;
         // the logged loss is that of the pixels before this step, prior included
         const logged = report ? px.withPrior(loss) : undefined;
-        px.step(grad, it);
+        px.step(grad, it, now, next);
         return logged;
       });
+      shifts = next;
       if (loss) await pending.start(loss, it); // checked at the next report, while more is queued
     }
     const out = px.blur ? noGrad(() => px.image()) : px.x;
@@ -229,7 +235,9 @@ export async function synthesizeBatch(
  * The optimised variables of a synthesis batch: the pixels (or, with the blur parametrisation,
  * the z that the images are the blur of), their Adam state, and the rule of one step. On plain
  * pixels the total-variation prior's gradient joins the Adam step in one pass, which reads the
- * pixels and writes the next ones to a second buffer (then the two swap).
+ * pixels and writes the next ones to a second buffer (then the two swap). Under jitter on plain
+ * pixels that pass also takes the jitter's backward pass and writes the next iteration's
+ * jittered copy ({@link jittered}), so the jitter costs no dispatch of its own.
  */
 class Pixels {
   x: Tensor;
@@ -240,10 +248,22 @@ class Pixels {
   readonly blur: Tensor | null;
   /** Whether the prior is a term on the tape (through the blur) rather than in the step. */
   readonly priorOnTape: boolean;
+  /**
+   * The jittered copy of the pixels the teacher sees this iteration, written by the previous
+   * step (the first by the constructor), or null when the jitter is an op on the tape (blur) or
+   * off.
+   */
+  readonly jittered: Tensor | null;
+  readonly #tvInStep: boolean;
   readonly #lambdaTv: number;
   readonly #lr: number;
 
-  constructor(rngs: readonly Rng[], shape: number[], opts: SynthesisOptions) {
+  constructor(
+    rngs: readonly Rng[],
+    shape: number[],
+    opts: SynthesisOptions,
+    first: readonly ImageShift[] | null,
+  ) {
     this.x = Tensor.from(initialPixels(rngs, shape.slice(1).reduce((a, b) => a * b, 1)), shape);
     this.x.requiresGrad = true;
     this.#m = Tensor.zeros(shape);
@@ -253,7 +273,10 @@ class Pixels {
     this.blur = kernel ? Tensor.from(kernel.data, [1, 1, kernel.size, kernel.size]) : null;
     this.#lambdaTv = opts.lambdaTv ?? 0;
     this.priorOnTape = this.#lambdaTv > 0 && this.blur !== null;
-    this.#next = this.#lambdaTv > 0 && !this.priorOnTape ? Tensor.empty(shape) : null;
+    this.#tvInStep = this.#lambdaTv > 0 && !this.priorOnTape;
+    this.jittered = first && !this.blur ? shiftImages(this.x, first) : null;
+    if (this.jittered) this.jittered.requiresGrad = true;
+    this.#next = this.#tvInStep || this.jittered ? Tensor.empty(shape) : null;
     this.#lr = opts.lr;
   }
 
@@ -266,24 +289,49 @@ class Pixels {
 
   /** `loss` with the prior's term added when the prior is in the step (not on the tape). */
   withPrior(loss: Tensor): Tensor {
-    if (!this.#next) return loss;
+    if (!this.#tvInStep) return loss;
     return add(loss, totalVariation(this.x, "sum"), 1, this.#lambdaTv);
   }
 
-  /** One Adam step (clamped to [0, 1]) on `grad`, the prior's gradient joined when in the step. */
-  step(grad: Tensor, t: number): void {
+  /**
+   * One Adam step (clamped to [0, 1]) on `grad`, the prior's gradient joined when in the step.
+   * With {@link jittered}, `grad` is that copy's gradient, taken at shifts `now`, and the step
+   * writes the copy for shifts `next` (none after the last iteration).
+   */
+  step(
+    grad: Tensor,
+    t: number,
+    now: readonly ImageShift[] | null,
+    next: readonly ImageShift[] | null,
+  ): void {
     const opts = { lr: this.#lr, clampMin: 0, clampMax: 1 };
     if (!this.#next) {
       adamStep(this.x, grad, this.#m, this.#v, t, opts);
       return;
     }
-    adamTvStep(this.x, grad, this.#m, this.#v, t, opts, this.#lambdaTv, this.#next);
+    if (this.jittered && now) {
+      adamTvJitterStep(
+        this.x,
+        grad,
+        this.#m,
+        this.#v,
+        t,
+        opts,
+        this.#lambdaTv,
+        this.#next,
+        now,
+        next,
+        this.jittered,
+      );
+    } else {
+      adamTvStep(this.x, grad, this.#m, this.#v, t, opts, this.#lambdaTv, this.#next);
+    }
     [this.x, this.#next] = [this.#next, this.x];
     this.#next.requiresGrad = false;
     this.x.requiresGrad = true;
   }
 
   dispose(): void {
-    for (const t of [this.x, this.#next, this.#m, this.#v, this.blur]) t?.dispose();
+    for (const t of [this.x, this.#next, this.#m, this.#v, this.blur, this.jittered]) t?.dispose();
   }
 }

@@ -12,6 +12,7 @@ import { copyBuffer, dispatch, groups, uniformLayout } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { checkDtype, checkFinite, checkSameSize } from "./_checks.ts";
 import { totalVariationScales } from "./loss.ts";
+import { type ImageShift, inverseOffsets } from "./shift.ts";
 
 /** kernels/optim.wgsl with the TV gradient its `adam_tv` calls. */
 const src = tvGradSrc + optimSrc;
@@ -33,6 +34,8 @@ const PARAMS = uniformLayout("Params", [
   ["h", "u32"],
   ["w", "u32"],
   ["sx", "f32"],
+  ["rpi", "u32"],
+  ["scatter", "u32"],
 ]);
 /** Every f32 field zero: the fields an entry point does not read. */
 const UNREAD = {
@@ -49,6 +52,8 @@ const UNREAD = {
   h: 0,
   w: 0,
   sx: 0,
+  rpi: 0,
+  scatter: 0,
 };
 
 const k = (entryPoint: string) => ({
@@ -60,6 +65,7 @@ const k = (entryPoint: string) => ({
 const ADAM = k("adam");
 const ADAM4 = k("adam4");
 const ADAM_TV = k("adam_tv");
+const ADAM_TV_JITTER = k("adam_tv_jitter");
 const SGD = k("sgd");
 const SCALE = k("scale_by_scalar");
 const SIGN = k("sign_step");
@@ -217,6 +223,73 @@ export function adamTvStep(
     groups(rows, 64),
   );
   out.markModified();
+}
+
+/**
+ * {@link adamTvStep} on images whose loss was taken at a jittered copy (synthesis jitter,
+ * `shift2dPerImage(x, now)`), in one pass with the jitter's backward pass and, when `next` is
+ * given, the next iteration's jittered copy: equal to `adamTvStep(x,
+ * shift2dPerImageBackward(grad, now), …, out)` followed by `jittered = shift2dPerImage(out,
+ * next)`, with two dispatches fewer.
+ *
+ * @param x images `[N, C, H, W]`, f32, read only.
+ * @param grad the gradient of the jittered copy, same shape; `m`, `v` the Adam state, updated.
+ * @param out receives the updated images (same shape as x, another buffer).
+ * @param weight the prior's weight λ_tv (0: plain Adam on the un-jittered gradient).
+ * @param now this iteration's shift of each image (N of them).
+ * @param next the next iteration's shift of each image, or null to write no copy.
+ * @param jittered receives the next jittered copy (same shape, another buffer; may be the
+ *   tensor `grad` was taken at).
+ * @throws {RangeError} as {@link adamTvStep}, or when `now` or `next` does not hold N shifts.
+ */
+export function adamTvJitterStep(
+  x: Tensor,
+  grad: Tensor,
+  m: Tensor,
+  v: Tensor,
+  t: number,
+  opts: AdamOptions,
+  weight: number,
+  out: Tensor,
+  now: readonly ImageShift[],
+  next: readonly ImageShift[] | null,
+  jittered: Tensor,
+): void {
+  const op = "adamTvJitterStep";
+  checkF32(op, { x, grad, m, v, out, jittered });
+  checkFinite(op, "weight", weight);
+  if (opts.weightDecay) throw new RangeError(`${op}: images take no weight decay`);
+  const { rows, uniforms: tv } = totalVariationScales(op, x, weight);
+  const n = x.shape[0];
+  for (const [name, s] of [["now", now], ["next", next]] as const) {
+    if (s && s.length !== n) {
+      throw new RangeError(`${op}: ${s.length} ${name} shifts for ${n} images`);
+    }
+  }
+  const offs = new Uint32Array(6 * n);
+  for (let i = 0; i < n; i++) {
+    offs.set([...inverseOffsets(now[i], tv.h, tv.w), now[i].flip ? 1 : 0], 6 * i);
+    if (next) offs.set([...inverseOffsets(next[i], tv.h, tv.w), next[i].flip ? 1 : 0], 6 * i + 3);
+  }
+  const table = Tensor.from(offs, [n, 6]);
+  dispatch(
+    ADAM_TV_JITTER,
+    [out.buffer, grad.buffer, m.buffer, v.buffer, x.buffer, table.buffer, jittered.buffer],
+    {
+      ...adamUniforms(op, t, opts),
+      n: rows,
+      wd: tv.sy,
+      h: tv.h,
+      w: tv.w,
+      sx: tv.sx,
+      rpi: rows / n,
+      scatter: next ? 1 : 0,
+    },
+    groups(rows, 64),
+  );
+  table.dispose(); // queued work keeps its order; the pool may hand the buffer out again safely
+  out.markModified();
+  if (next) jittered.markModified();
 }
 
 /**

@@ -96,7 +96,17 @@ export function shift2dPerImage(x: Tensor, shifts: readonly ImageShift[]): Tenso
 export function shift2dPerImageBackward(gy: Tensor, shifts: readonly ImageShift[]): Tensor {
   checkRank4("shift2dPerImageBackward", "gy", gy.shape, true);
   const [, , h, w] = gy.shape;
-  return gatherPerImage(gy, shifts, (s) => [mod(s.dy, h), s.flip ? mod(-s.dx, w) : mod(s.dx, w)]);
+  return gatherPerImage(gy, shifts, (s) => inverseOffsets(s, h, w));
+}
+
+/**
+ * The gather offsets `[ay, ax]` (reduced mod H and W) of the inverse of shift `s` on `h × w`
+ * images: the inverse moves pixel (y, x) of the shifted image back from (y + ay, f(x) + ax),
+ * `f(x) = W − 1 − x` when `s.flip` (an involution in x). Shared with the fused Adam step that
+ * takes the jitter's backward pass (`adamTvJitterStep`).
+ */
+export function inverseOffsets(s: ImageShift, h: number, w: number): [number, number] {
+  return [mod(s.dy, h), s.flip ? mod(-s.dx, w) : mod(s.dx, w)];
 }
 
 function gatherPerImage(
