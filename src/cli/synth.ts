@@ -397,9 +397,10 @@ export async function main(args: string[]): Promise<number> {
       "Usage: deno task synth [flags]",
       "Data-free knowledge distillation (Wang, AAAI 2021): synthesises a transfer set from the\n" +
         "teacher alone, distils a student on it, and reports both networks' accuracy on the real\n" +
-        "test set. Writes metrics.json, transfer-set.safetensors, student.safetensors,\n" +
-        "samples.png and losses.csv into the output folder. Ctrl-C (or SIGTERM) stops after the\n" +
-        "step in progress and keeps finished batches and epochs; --resume DIR continues.",
+        "test set. Writes run.json (the settings), metrics.json, transfer-set.safetensors,\n" +
+        "student.safetensors, samples.png and losses.csv into the output folder. Ctrl-C (or\n" +
+        "SIGTERM) stops after the step in progress and keeps finished batches and epochs; the\n" +
+        "run continues with --resume DIR.",
       FLAGS,
     ));
     return 0;
