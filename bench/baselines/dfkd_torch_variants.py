@@ -4,7 +4,11 @@
 `teacher` trains a LeNet-5 teacher with optional Gaussian input noise (`--noise`), label smoothing
 (`--ls`) or FGSM adversarial training (`--adv`, ε in pixel units); `distill` runs the soft-target
 synthesis and distillation of `dfkd_torch.py distill` with optional class-balanced targets
-(`--balance`), a total-variation prior (`--tv`), jitter between synthesis steps (`--jitter`), a
+(`--balance`), a total-variation prior (`--tv`), jitter between synthesis steps (`--jitter`, one
+shift per batch; `--image-jitter` per image with zero fill, `--image-roll` per image circular as
+the product's `--synth-jitter`, `--synth-flip` per-image flips), pixels optimised at a lower
+resolution and upsampled (`--lowres`), an L1 prior on the pixels (`--l1`), another temperature for
+the synthesis KL (`--synth-tau`), dark initial noise (`--init dark`), a
 range of σ (`--sigma-max`), the blurred pixel parametrisation (`--smooth`, σ in pixels), low-frequency initial noise (`--init lowfreq`), CutMix (`--cutmix`, a
 probability per batch), a weight average of the student (`--ema`, decay per step), adversarial
 exploration in distillation (`--adv-steps` signed-gradient ascent steps of `--adv-alpha` on the
@@ -48,7 +52,10 @@ def synthesize(a, t):
     key = hashlib.md5(json.dumps([a.teacher, a.sigma, a.tau, a.samples, a.iterations, a.batch_size,
                                   a.synth_lr, a.seed, a.balance, a.tv, a.jitter, a.layer] +
                                  ([a.smooth] if a.smooth else []) +
-                                 ([a.sigma_max, a.init] if a.sigma_max or a.init != 'uniform' else [])
+                                 ([a.sigma_max, a.init] if a.sigma_max or a.init != 'uniform' else []) +
+                                 ([a.image_jitter, a.synth_flip, a.lowres, a.l1, a.synth_tau, a.image_roll]
+                                  if a.image_jitter or a.synth_flip or a.lowres or a.l1 or a.synth_tau
+                                  or a.image_roll else [])
                                  ).encode()).hexdigest()[:10]
     path = os.path.join(a.cache, f'{key}.pt') if a.cache else None
     if path and os.path.exists(path):
@@ -85,12 +92,18 @@ def synthesize(a, t):
         x = torch.rand(a.samples, 1, 32, 32)
     elif a.init == 'lowfreq':
         x = F.interpolate(torch.rand(a.samples, 1, 8, 8), size=32, mode='bilinear', align_corners=False)
+    elif a.init == 'dark':
+        x = 0.1 * torch.rand(a.samples, 1, 32, 32)
     elif a.init == 'mixed':
         x = torch.rand(a.samples, 1, 32, 32)
         h = a.samples // 2
         x[:h] = F.interpolate(torch.rand(h, 1, 8, 8), size=32, mode='bilinear', align_corners=False)
     blur = gaussian(a.smooth) if a.smooth else None
     image = (lambda z: F.conv2d(z, blur, padding=blur.shape[-1] // 2)) if a.smooth else (lambda z: z)
+    if a.lowres:  # pixels optimised at lowres × lowres, shown to the teacher upsampled to 32 × 32
+        x = F.interpolate(x, size=a.lowres, mode='area')
+        image = lambda z: F.interpolate(z, size=32, mode='bilinear', align_corners=False)
+    synth_tau = a.synth_tau or a.tau
     for b in range(0, a.samples, a.batch_size):
         xb = x[b:b + a.batch_size].clone().requires_grad_(True)
         opt = torch.optim.Adam([xb], a.synth_lr)
@@ -99,8 +112,21 @@ def synthesize(a, t):
             if a.jitter:
                 dy, dx = [int(v) for v in torch.randint(-a.jitter, a.jitter + 1, (2,))]
                 inp = torch.roll(inp, (dy, dx), (2, 3))
-            loss = F.kl_div(F.log_softmax(forward(t, inp) / a.tau, 1), targets[b:b + a.batch_size],
-                            reduction='batchmean')
+            if a.image_roll:  # per-image circular shifts (the product's --synth-jitter)
+                n = inp.shape[0]
+                d = torch.randint(-a.image_roll, a.image_roll + 1, (n, 2))
+                ar = torch.arange(32)
+                rows = (ar[None, :] - d[:, :1]) % 32
+                cols = (ar[None, :] - d[:, 1:]) % 32
+                inp = inp[torch.arange(n)[:, None, None], 0, rows[:, :, None], cols[:, None, :]][:, None]
+            if a.image_jitter or a.synth_flip:  # per image, DeepInversion-style
+                inp = augment(inp, a.synth_flip, a.image_jitter)
+            tb = targets[b:b + a.batch_size]
+            if synth_tau != a.tau:
+                tb = F.softmax(torch.log(tb) * a.tau / synth_tau, 1)
+            loss = F.kl_div(F.log_softmax(forward(t, inp) / synth_tau, 1), tb, reduction='batchmean')
+            if a.l1:  # sparse images: the datasets' backgrounds are black
+                loss = loss + a.l1 * image(xb).abs().mean()
             if a.tv:
                 xi = image(xb)
                 tv = (xi[:, :, 1:] - xi[:, :, :-1]).abs().mean() + (xi[:, :, :, 1:] - xi[:, :, :, :-1]).abs().mean()
@@ -109,7 +135,15 @@ def synthesize(a, t):
             with torch.no_grad():
                 xb.clamp_(0, 1)
         with torch.no_grad():
-            x[b:b + a.batch_size] = image(xb)
+            out = image(xb).clamp(0, 1)
+            if a.lowres:
+                if b == 0:
+                    full = torch.empty(a.samples, 1, 32, 32)
+                full[b:b + a.batch_size] = out
+            else:
+                x[b:b + a.batch_size] = out
+    if a.lowres:
+        x = full
     if path:
         os.makedirs(a.cache, exist_ok=True)
         torch.save((x, targets), path)
@@ -238,6 +272,12 @@ def main():
     di.add_argument('--tv', type=float, default=0)
     di.add_argument('--jitter', type=int, default=0)
     di.add_argument('--smooth', type=float, default=0, help='σ of the blur pixel parametrisation')
+    di.add_argument('--image-jitter', type=int, default=0, help='per-image random shifts (zero fill) in synthesis')
+    di.add_argument('--image-roll', type=int, default=0, help='per-image circular shifts in synthesis')
+    di.add_argument('--synth-flip', type=int, default=0, help='per-image random flips in synthesis')
+    di.add_argument('--lowres', type=int, default=0, help='optimise the pixels at this size, upsampled to 32')
+    di.add_argument('--l1', type=float, default=0, help='weight of an L1 prior on the pixels')
+    di.add_argument('--synth-tau', type=float, default=0, help='temperature of the synthesis KL (default --tau)')
     di.add_argument('--epochs', type=int, default=100)
     di.add_argument('--student-lr', type=float, default=2e-3)
     di.add_argument('--kd-tau', type=float, default=2)
