@@ -212,17 +212,37 @@ export function adamTvStep(
   out: Tensor,
 ): void {
   const op = "adamTvStep";
-  checkF32(op, { x, grad, m, v, out });
-  checkFinite(op, "weight", weight);
-  if (opts.weightDecay) throw new RangeError(`${op}: images take no weight decay`);
-  const { rows, uniforms: tv } = totalVariationScales(op, x, weight);
+  const { rows, uniforms } = adamTvUniforms(op, { x, grad, m, v, out }, t, opts, weight);
   dispatch(
     ADAM_TV,
     [out.buffer, grad.buffer, m.buffer, v.buffer, x.buffer],
-    { ...adamUniforms(op, t, opts), n: rows, wd: tv.sy, h: tv.h, w: tv.w, sx: tv.sx },
+    uniforms,
     groups(rows, 64),
   );
   out.markModified();
+}
+
+/**
+ * The checks and uniforms shared by the Adam steps with the TV prior: the tensors f32, the same
+ * size and in distinct buffers, `x` 4-D, `weight` finite, no weight decay; `n` is the image rows
+ * and `wd` holds the TV's row scale.
+ */
+function adamTvUniforms(
+  op: string,
+  tensors: { x: Tensor } & Record<string, Tensor>,
+  t: number,
+  opts: AdamOptions,
+  weight: number,
+) {
+  checkF32(op, tensors);
+  checkFinite(op, "weight", weight);
+  if (opts.weightDecay) throw new RangeError(`${op}: images take no weight decay`);
+  const { rows, uniforms: tv } = totalVariationScales(op, tensors.x, weight);
+  return {
+    rows,
+    tv,
+    uniforms: { ...adamUniforms(op, t, opts), n: rows, wd: tv.sy, h: tv.h, w: tv.w, sx: tv.sx },
+  };
 }
 
 /**
@@ -256,10 +276,13 @@ export function adamTvJitterStep(
   jittered: Tensor,
 ): void {
   const op = "adamTvJitterStep";
-  checkF32(op, { x, grad, m, v, out, jittered });
-  checkFinite(op, "weight", weight);
-  if (opts.weightDecay) throw new RangeError(`${op}: images take no weight decay`);
-  const { rows, uniforms: tv } = totalVariationScales(op, x, weight);
+  const { rows, tv, uniforms } = adamTvUniforms(
+    op,
+    { x, grad, m, v, out, jittered },
+    t,
+    opts,
+    weight,
+  );
   const n = x.shape[0];
   for (const [name, s] of [["now", now], ["next", next]] as const) {
     if (s && s.length !== n) {
@@ -275,16 +298,7 @@ export function adamTvJitterStep(
   dispatch(
     ADAM_TV_JITTER,
     [out.buffer, grad.buffer, m.buffer, v.buffer, x.buffer, table.buffer, jittered.buffer],
-    {
-      ...adamUniforms(op, t, opts),
-      n: rows,
-      wd: tv.sy,
-      h: tv.h,
-      w: tv.w,
-      sx: tv.sx,
-      rpi: rows / n,
-      scatter: next ? 1 : 0,
-    },
+    { ...uniforms, rpi: rows / n, scatter: next ? 1 : 0 },
     groups(rows, 64),
   );
   table.dispose(); // queued work keeps its order; the pool may hand the buffer out again safely
