@@ -243,7 +243,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     key: "synthesis.iterations",
     flag: "iterations",
     type: "integer",
-    default: 50,
+    default: 100,
     min: 1,
     help: "Adam iterations per synthesis batch.",
     resumable: true,
