@@ -248,7 +248,7 @@ export async function synthesizeTransferSet(
 
 /**
  * Options of {@link distill}: any distillation setting (defaults: {@link DEFAULTS}'s
- * `distillation`, those of `deno task synth`: a `lenet5-half` student, 120 epochs of 128 images,
+ * `distillation`, those of `deno task synth`: a `lenet5-half` student, 70 epochs of 128 images,
  * Adam at 0.002 with cosine decay, τ 2, shifts, flips and mixup relabelled by the teacher, no
  * adversarial exploration), the seed, the teacher's dataset and a progress callback.
  */

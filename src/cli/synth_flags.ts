@@ -80,7 +80,7 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
     default: "default",
     choices: PRESETS,
     help: "`quick`: 2,000 samples × 30 iterations and 30 KD epochs, a first run of about a " +
-      "minute; `large`: the defaults with 24,000 samples and 100 KD epochs; `paper`: the " +
+      "minute; `large`: the defaults with 24,000 samples × 100 iterations and 100 KD epochs; `paper`: the " +
       "paper's settings and sizes. Explicit flags win over the preset.",
   },
 };

@@ -243,7 +243,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     key: "synthesis.iterations",
     flag: "iterations",
     type: "integer",
-    default: 100,
+    default: 200,
     min: 1,
     help: "Adam iterations per synthesis batch.",
     resumable: true,
@@ -313,7 +313,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     key: "distillation.epochs",
     flag: "student-epochs",
     type: "integer",
-    default: 120,
+    default: 70,
     min: 1,
     help: "Distillation epochs over the transfer set.",
     resumable: true,
@@ -528,7 +528,7 @@ export type Preset = typeof PRESETS[number];
 /**
  * The settings a preset changes. `quick`: the whole pipeline at a small size (2,000 samples × 30
  * iterations, 30 KD epochs), a first run of about a minute on a CPU. `large`: the defaults at three
- * times the transfer set (24,000 samples) and 100 KD epochs. `paper`: the paper's settings (Wang,
+ * times the transfer set (24,000 samples), 100 iterations and 100 KD epochs. `paper`: the paper's settings (Wang,
  * AAAI 2021, with ZSKD's synthesis sizes): σ 1.5, τ 20, λ_a 0.05 with the per-sample L1 norm, 1,500
  * Adam iterations at lr 0.001, 200 KD epochs at τ 20, no augmentation; 48,000 samples for
  * Fashion-MNIST and 24,000 for MNIST. (ZSKD's batches of 100 are not set: synthesis is batch
@@ -541,7 +541,7 @@ export function presetOverrides(preset: Preset, dataset: string): ConfigOverride
     case "quick":
       return { synthesis: { samples: 2000, iterations: 30 }, distillation: { epochs: 30 } };
     case "large":
-      return { synthesis: { samples: 24000 }, distillation: { epochs: 100 } };
+      return { synthesis: { samples: 24000, iterations: 100 }, distillation: { epochs: 100 } };
     case "paper":
       return {
         synthesis: {
