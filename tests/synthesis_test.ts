@@ -47,6 +47,34 @@ for (const opts of [{}, { smooth: 1, jitter: 2, flip: true }]) {
   });
 }
 
+Deno.test("synthesis initMax: images start as U(0, b) noise; b = 1 is the full-range default", async () => {
+  await gpuReady;
+  const teacher = buildModel("lenet5", 5);
+  teacher.setTrainable(false);
+  const n = 3;
+  const targets = Tensor.from(new Float32Array(n * 10).fill(0.1), [n, 10]);
+  const lr = 1e-4; // one Adam step moves each pixel by at most about lr
+  const run = async (initMax?: number) => {
+    const opts = { iterations: 1, lr, tau: 20, lambdaAct: 0, logEvery: 1, initMax };
+    return (await synthesizeBatch(teacher, targets, new Rng(7), {
+      ...opts,
+      actNorm: "element-mean",
+    }))!.images;
+  };
+  const [full, one, dark] = [await run(), await run(1), await run(0.1)];
+  assert.deepEqual(one, full);
+  const mean = (a: Float32Array) => a.reduce((s, v) => s + v, 0) / a.length;
+  assert.ok(Math.max(...dark) <= 0.1 + 2 * lr, `max ${Math.max(...dark)}`);
+  assert.ok(Math.abs(mean(dark) - 0.05) < 0.005, `mean ${mean(dark)}`);
+  assert.ok(Math.abs(mean(full) - 0.5) < 0.02, `mean ${mean(full)}`);
+  // the same draws, scaled: image i's noise does not depend on b except through the bound
+  for (let i = 0; i < full.length; i += 97) {
+    assert.ok(Math.abs(dark[i] - full[i] / 10) < 3 * lr, `pixel ${i}: ${dark[i]} vs ${full[i]}`);
+  }
+  targets.dispose();
+  teacher.dispose();
+});
+
 for (const jitter of [{}, { jitter: 2, flip: true }]) {
   Deno.test(`synthesis at the default prior: at most 15 dispatches per iteration (${JSON.stringify(jitter)})`, async () => {
     await gpuReady;

@@ -8,7 +8,7 @@ synthesis and distillation of `dfkd_torch.py distill` with optional class-balanc
 shift per batch; `--image-jitter` per image with zero fill, `--image-roll` per image circular as
 the product's `--synth-jitter`, `--synth-flip` per-image flips), pixels optimised at a lower
 resolution and upsampled (`--lowres`), an L1 prior on the pixels (`--l1`), another temperature for
-the synthesis KL (`--synth-tau`), dark initial noise (`--init dark`), a
+the synthesis KL (`--synth-tau`), dark initial noise U(0, `--init-max`) (`--init dark`), a
 range of σ (`--sigma-max`), the blurred pixel parametrisation (`--smooth`, σ in pixels), low-frequency initial noise (`--init lowfreq`), CutMix (`--cutmix`, a
 probability per batch), a weight average of the student (`--ema`, decay per step), adversarial
 exploration in distillation (`--adv-steps` signed-gradient ascent steps of `--adv-alpha` on the
@@ -93,7 +93,7 @@ def synthesize(a, t):
     elif a.init == 'lowfreq':
         x = F.interpolate(torch.rand(a.samples, 1, 8, 8), size=32, mode='bilinear', align_corners=False)
     elif a.init == 'dark':
-        x = 0.1 * torch.rand(a.samples, 1, 32, 32)
+        x = a.init_max * torch.rand(a.samples, 1, 32, 32)
     elif a.init == 'mixed':
         x = torch.rand(a.samples, 1, 32, 32)
         h = a.samples // 2
@@ -268,6 +268,7 @@ def main():
     di.add_argument('--synth-lr', type=float, default=0.05)
     di.add_argument('--sigma-max', type=float, default=0)
     di.add_argument('--init', default='uniform')
+    di.add_argument('--init-max', type=float, default=0.1, help='upper bound of --init dark noise U(0, b)')
     di.add_argument('--balance', type=int, default=0)
     di.add_argument('--tv', type=float, default=0)
     di.add_argument('--jitter', type=int, default=0)

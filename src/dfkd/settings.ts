@@ -53,6 +53,8 @@ export interface SynthesisSettings {
   batchSize: number | "auto";
   /** Adam learning rate on the pixels. */
   lr: number;
+  /** Upper bound `b` of the images' initial noise `U(0, b)` (1 = noise over the whole range). */
+  initMax: number;
   /** Random circular shifts of up to this many pixels between iterations (0 = off). */
   jitter: number;
   /** Random horizontal flips between iterations. */
@@ -269,6 +271,18 @@ export const SETTINGS: readonly SettingSpec[] = [
     exclusiveMin: true,
     help: "Adam learning rate on the pixels.",
     resumable: true,
+  }),
+  synthesis({
+    key: "synthesis.initMax",
+    flag: "synth-init",
+    type: "number",
+    default: 1,
+    min: 0,
+    exclusiveMin: true,
+    max: 1,
+    help: "Upper bound b of the images' initial noise U(0, b): a dark start (e.g. 0.1) keeps " +
+      "the background near black, as in the MNIST family, where the pixels get no gradient.",
+    resumable: false,
   }),
   synthesis({
     key: "synthesis.jitter",
@@ -555,6 +569,7 @@ export function presetOverrides(preset: Preset, dataset: string): ConfigOverride
           samples: dataset === "mnist" ? 24000 : 48000,
           iterations: 1500,
           lr: 0.001,
+          initMax: 1,
           jitter: 0,
           flip: false,
           smooth: 0,

@@ -43,6 +43,8 @@ export interface SynthesisOptions {
   iterations: number;
   /** Adam learning rate on the pixels. */
   lr: number;
+  /** Upper bound `b` of each image's initial noise `U(0, b)`, in (0, 1] (default 1). */
+  initMax?: number;
   /** Temperature τ of the teacher's softmax in the KL term. */
   tau: number;
   /** λ_a, weight of the activation loss (0 disables it and skips its work). */
@@ -137,10 +139,12 @@ function perImage(rng: Rng | readonly Rng[], n: number): readonly Rng[] {
   return rng;
 }
 
-/** Each image's initial noise `U(0, 1)`, drawn from its generator's `pixels` fork. */
-function initialPixels(rngs: readonly Rng[], per: number): Float32Array {
+/** Each image's initial noise `U(0, hi)`, drawn from its generator's `pixels` fork. */
+function initialPixels(rngs: readonly Rng[], per: number, hi: number): Float32Array {
   const init = new Float32Array(rngs.length * per);
-  rngs.forEach((r, i) => r.fork("pixels").fillUniform(init.subarray(i * per, (i + 1) * per), 0, 1));
+  rngs.forEach((r, i) =>
+    r.fork("pixels").fillUniform(init.subarray(i * per, (i + 1) * per), 0, hi)
+  );
   return init;
 }
 
@@ -264,7 +268,8 @@ class Pixels {
     opts: SynthesisOptions,
     first: readonly ImageShift[] | null,
   ) {
-    this.x = Tensor.from(initialPixels(rngs, shape.slice(1).reduce((a, b) => a * b, 1)), shape);
+    const per = shape.slice(1).reduce((a, b) => a * b, 1);
+    this.x = Tensor.from(initialPixels(rngs, per, opts.initMax ?? 1), shape);
     this.x.requiresGrad = true;
     this.#m = Tensor.zeros(shape);
     this.#v = Tensor.zeros(shape);
