@@ -75,6 +75,8 @@
  *
  * Teachers given to synth:
  * 61. all-zero weights (refused before synthesis, with no hint about sigma)
+ * 64. a low-resolution factor that does not divide the teacher's input (`--synth-lowres 3`)
+ * 65. initial noise above the pixel range (`--synth-init 1.5`)
  *
  * No data anywhere (no `--data`, nothing in the standard places):
  * 62. MNIST (no Debian package to suggest), for eval and train-teacher
@@ -213,6 +215,13 @@ Deno.test("bad flags: malformed numbers, ranges, choices, missing values, unknow
     { kind: "12", tool: "synth", args: [...t, "--kd-adv-fraction", "1.5"], needles: ["≤ 1"] },
     { kind: "13", tool: "synth", args: [...t, "--samples", "2000000"], needles: ["≤ 1000000"] },
     { kind: "14", tool: "synth", args: [...t, "--lambda-act", "-0.1"], needles: ["≥ 0"] },
+    {
+      kind: "64",
+      tool: "synth",
+      args: [...t, "--synth-lowres", "3"],
+      needles: ["--synth-lowres 3", "32 × 32"],
+    },
+    { kind: "65", tool: "synth", args: [...t, "--synth-init", "1.5"], needles: ["--synth-init"] },
     { kind: "15", tool: "synth", args: [...t, "--kd-tau", "0"], needles: ["--kd-tau", "> 0"] },
     {
       kind: "16",

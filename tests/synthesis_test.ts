@@ -75,6 +75,49 @@ Deno.test("synthesis initMax: images start as U(0, b) noise; b = 1 is the full-r
   teacher.dispose();
 });
 
+Deno.test("synthesis lowRes 2: the images are bilinear upsamplings of 16 × 16 pixels", async () => {
+  await gpuReady;
+  const teacher = buildModel("lenet5", 6);
+  teacher.setTrainable(false);
+  const n = 3;
+  const p = new Float32Array(n * 10);
+  for (let i = 0; i < n; i++) p[i * 10 + 3 * i] = 1;
+  const targets = Tensor.from(p, [n, 10]);
+  const losses: number[] = [];
+  const res = await synthesizeBatch(teacher, targets, new Rng(8), {
+    iterations: 30,
+    lr: 0.05,
+    tau: 1,
+    lambdaAct: 0,
+    actNorm: "element-mean",
+    lambdaTv: 0.05,
+    initMax: 0.1,
+    lowRes: 2,
+    logEvery: 10,
+  }, (l) => losses.push(l.loss));
+  assert.ok(res && losses.at(-1)! < 0.75 * losses[0], `loss ${losses}`);
+  // Along each axis an upsampling by 2 gives y[2k] = (z[k−1] + 3z[k])/4 and
+  // y[2k+1] = (3z[k] + z[k+1])/4, so 3y[2k] − y[2k−1] = 3y[2k+1] − y[2k+2] (= 2z[k]) inside.
+  const img = res.images;
+  let worst = 0;
+  for (let i = 0; i < n; i++) {
+    const at = (y: number, x: number) => img[i * 1024 + y * 32 + x];
+    for (let k = 1; k < 15; k++) {
+      for (let j = 0; j < 32; j++) {
+        const rows = 3 * at(2 * k, j) - at(2 * k - 1, j) -
+          (3 * at(2 * k + 1, j) - at(2 * k + 2, j));
+        const cols = 3 * at(j, 2 * k) - at(j, 2 * k - 1) -
+          (3 * at(j, 2 * k + 1) - at(j, 2 * k + 2));
+        worst = Math.max(worst, Math.abs(rows), Math.abs(cols));
+      }
+    }
+  }
+  assert.ok(worst < 1e-5, `largest violation ${worst}`);
+  for (const v of img) assert.ok(v >= 0 && v <= 1, `pixel ${v}`);
+  targets.dispose();
+  teacher.dispose();
+});
+
 for (const jitter of [{}, { jitter: 2, flip: true }]) {
   Deno.test(`synthesis at the default prior: at most 15 dispatches per iteration (${JSON.stringify(jitter)})`, async () => {
     await gpuReady;

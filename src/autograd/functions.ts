@@ -41,6 +41,7 @@ import {
   shift2dPerImage as shiftPerImageOp,
   shift2dPerImageBackward,
 } from "../ops/shift.ts";
+import { upsampleBilinear as upsampleOp, upsampleBilinearBackward } from "../ops/upsample.ts";
 import type { Tensor } from "../tensor.ts";
 import { activeTape, isSeed } from "./tape.ts";
 
@@ -116,6 +117,13 @@ export function shift2d(x: Tensor, dy: number, dx: number, flip = false): Tensor
 export function shift2dPerImage(x: Tensor, shifts: readonly ImageShift[]): Tensor {
   const y = shiftPerImageOp(x, shifts);
   activeTape()?.record(y, [x], (gy) => [shift2dPerImageBackward(gy, shifts)]);
+  return y;
+}
+
+/** Bilinear upsampling by an integer factor; x: [N, C, h, w] → [N, C, h·F, w·F]. */
+export function upsampleBilinear(x: Tensor, factor: number): Tensor {
+  const y = upsampleOp(x, factor);
+  activeTape()?.record(y, [x], (gy) => [upsampleBilinearBackward(gy, factor)]);
   return y;
 }
 

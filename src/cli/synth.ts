@@ -581,8 +581,8 @@ function announce(
 }
 
 /**
- * Checks the settings against the teacher and the adapter: the modelled layer exists, and the
- * batches fit the adapter's buffer limit.
+ * Checks the settings against the teacher and the adapter: the modelled layer exists, the
+ * low-resolution factor divides the input, and the batches fit the adapter's buffer limit.
  *
  * @throws {UsageError} naming the flag and what fits.
  */
@@ -596,6 +596,13 @@ function checkFitsTeacher(cfg: DfkdConfig, teacher: Sequential, maxBinding: numb
           `choose one of ${fc.join(", ")}`,
       );
     }
+  }
+  const [, h, w] = teacher.inputShape;
+  if (h % s.lowRes !== 0 || w % s.lowRes !== 0) {
+    throw new UsageError(
+      `--synth-lowres ${s.lowRes} does not divide the teacher's ${h} × ${w} input; use a ` +
+        `divisor of both (1, 2, 4, 8 for 32 × 32)`,
+    );
   }
   const student = buildModel(d.student, 0);
   const perImage = Math.max(bytesPerImage(teacher), bytesPerImage(student));

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { NumericalError } from "../errors.ts";
+import { NumericalError, SettingError } from "../errors.ts";
 import type { Sequential } from "../nn/layers.ts";
 import type { Rng } from "../random.ts";
 import { buildModel } from "../nn/models.ts";
@@ -132,6 +132,14 @@ export async function synthesisStage(
   const n = slice.count ?? s.samples - first;
   if (!(first >= 0 && n >= 0 && first + n <= s.samples)) {
     throw new RangeError(`images ${first}…${first + n - 1} are not all in 0…${s.samples - 1}`);
+  }
+  const [, h, w] = teacher.inputShape;
+  if (h % s.lowRes !== 0 || w % s.lowRes !== 0) {
+    throw new SettingError(
+      "synthesis.lowRes",
+      `synthesis.lowRes must divide the teacher's input height and width (${h} × ${w}); ` +
+        `got ${s.lowRes}`,
+    );
   }
   const bs = slice.batchSize ?? synthesisBatchSize(s.batchSize, teacher, n, gpuContext());
   const per = teacher.inputShape.reduce((a, b) => a * b, 1);

@@ -59,6 +59,11 @@ export interface SynthesisSettings {
   jitter: number;
   /** Random horizontal flips between iterations. */
   flip: boolean;
+  /**
+   * Factor of the low-resolution pixel parametrisation: the pixels are optimised at 1/lowRes of
+   * the input's height and width and upsampled bilinearly for the teacher (1 = full resolution).
+   */
+  lowRes: number;
   /** σ in pixels of the Gaussian-blur pixel parametrisation (0 = plain pixels). */
   smooth: number;
 }
@@ -301,6 +306,17 @@ export const SETTINGS: readonly SettingSpec[] = [
     type: "boolean",
     default: false,
     help: "Random horizontal flips between synthesis iterations.",
+    resumable: false,
+  }),
+  synthesis({
+    key: "synthesis.lowRes",
+    flag: "synth-lowres",
+    type: "integer",
+    default: 1,
+    min: 1,
+    max: 8,
+    help: "Optimise the pixels at 1/F of the input's height and width, shown to the teacher " +
+      "upsampled bilinearly (F must divide them: 1 = full resolution, 2 = 16 × 16 for 32 × 32).",
     resumable: false,
   }),
   synthesis({
@@ -572,6 +588,7 @@ export function presetOverrides(preset: Preset, dataset: string): ConfigOverride
           initMax: 1,
           jitter: 0,
           flip: false,
+          lowRes: 1,
           smooth: 0,
         },
         distillation: {

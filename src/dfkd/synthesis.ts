@@ -24,6 +24,7 @@ import {
   conv2d,
   shift2dPerImage,
   totalVariation,
+  upsampleBilinear,
 } from "../autograd/functions.ts";
 import { noGrad, Tape } from "../autograd/tape.ts";
 import type { Sequential } from "../nn/layers.ts";
@@ -67,6 +68,14 @@ export interface SynthesisOptions {
   jitter?: number;
   /** Random horizontal flips before each forward pass (with probability 1/2). */
   flip?: boolean;
+  /**
+   * Low-resolution pixel parametrisation: the optimised variables `z ∈ [0, 1]` are images of
+   * `1/lowRes` the input's height and width, and the teacher sees their bilinear upsampling
+   * (Mordvintsev et al.'s parametrisations; DeepInversion's multi-resolution start). 1 or absent
+   * = off. The input's height and width must be multiples of it. The initial noise is drawn at
+   * full resolution and averaged over each `lowRes × lowRes` block.
+   */
+  lowRes?: number;
   /**
    * Smooth pixel parametrisation: the image is `G_s * z`, a Gaussian blur of standard deviation
    * `s` pixels of the optimised variables `z ∈ [0, 1]` (0 = off: the image is `z`). The blur's
@@ -139,13 +148,36 @@ function perImage(rng: Rng | readonly Rng[], n: number): readonly Rng[] {
   return rng;
 }
 
-/** Each image's initial noise `U(0, hi)`, drawn from its generator's `pixels` fork. */
-function initialPixels(rngs: readonly Rng[], per: number, hi: number): Float32Array {
-  const init = new Float32Array(rngs.length * per);
+/**
+ * Each image's initial noise `U(0, hi)` of shape `[c, h, w]`, drawn from its generator's `pixels`
+ * fork, then averaged over `f × f` blocks when `f > 1` (the low-resolution parametrisation).
+ */
+function initialPixels(
+  rngs: readonly Rng[],
+  [c, h, w]: readonly number[],
+  hi: number,
+  f: number,
+): Float32Array {
+  const per = c * h * w;
+  const full = new Float32Array(rngs.length * per);
   rngs.forEach((r, i) =>
-    r.fork("pixels").fillUniform(init.subarray(i * per, (i + 1) * per), 0, hi)
+    r.fork("pixels").fillUniform(full.subarray(i * per, (i + 1) * per), 0, hi)
   );
-  return init;
+  if (f === 1) return full;
+  const [lh, lw] = [h / f, w / f];
+  const low = new Float32Array(rngs.length * c * lh * lw);
+  for (let p = 0; p < rngs.length * c; p++) {
+    for (let y = 0; y < lh; y++) {
+      for (let x = 0; x < lw; x++) {
+        let sum = 0;
+        for (let dy = 0; dy < f; dy++) {
+          for (let dx = 0; dx < f; dx++) sum += full[(p * h + y * f + dy) * w + x * f + dx];
+        }
+        low[(p * lh + y) * lw + x] = sum / (f * f);
+      }
+    }
+  }
+  return low;
 }
 
 /**
@@ -221,7 +253,7 @@ export async function synthesizeBatch(
       shifts = next;
       if (loss) await pending.start(loss, it); // checked at the next report, while more is queued
     }
-    const out = px.blur ? noGrad(() => px.image()) : px.x;
+    const out = px.parametrised ? tidy(() => noGrad(() => px.image())) : px.x;
     try {
       const images = out.readLater();
       await pending.settle();
@@ -236,8 +268,8 @@ export async function synthesizeBatch(
 }
 
 /**
- * The optimised variables of a synthesis batch: the pixels (or, with the blur parametrisation,
- * the z that the images are the blur of), their Adam state, and the rule of one step. On plain
+ * The optimised variables of a synthesis batch: the pixels (or, with the low-resolution or blur
+ * parametrisation, the z that the images are the upsampling or the blur of), their Adam state, and the rule of one step. On plain
  * pixels the total-variation prior's gradient joins the Adam step in one pass, which reads the
  * pixels and writes the next ones to a second buffer (then the two swap). Under jitter on plain
  * pixels that pass also takes the jitter's backward pass and writes the next iteration's
@@ -250,11 +282,16 @@ class Pixels {
   readonly #v: Tensor;
   /** The blur kernel `[1, 1, k, k]` of the smooth parametrisation, or null. */
   readonly blur: Tensor | null;
-  /** Whether the prior is a term on the tape (through the blur) rather than in the step. */
+  /** The upsampling factor of the low-resolution parametrisation (1 = off). */
+  readonly lowRes: number;
+  /** Whether the images are a function of the optimised variables (upsampling, blur). */
+  readonly parametrised: boolean;
+  /** Whether the prior is a term on the tape (through the parametrisation), not in the step. */
   readonly priorOnTape: boolean;
   /**
    * The jittered copy of the pixels the teacher sees this iteration, written by the previous
-   * step (the first by the constructor), or null when the jitter is an op on the tape (blur) or
+   * step (the first by the constructor), or null when the jitter is an op on the tape
+   * (parametrised images) or
    * off.
    */
   readonly jittered: Tensor | null;
@@ -268,28 +305,38 @@ class Pixels {
     opts: SynthesisOptions,
     first: readonly ImageShift[] | null,
   ) {
-    const per = shape.slice(1).reduce((a, b) => a * b, 1);
-    this.x = Tensor.from(initialPixels(rngs, per, opts.initMax ?? 1), shape);
+    const f = opts.lowRes ?? 1;
+    const [n, c, h, w] = shape;
+    if (!Number.isInteger(f) || f < 1 || h % f !== 0 || w % f !== 0) {
+      throw new RangeError(
+        `synthesis: lowRes ${f} must be a positive integer dividing ${h} and ${w}`,
+      );
+    }
+    this.lowRes = f;
+    const own = [n, c, h / f, w / f]; // the optimised variables' shape
+    this.x = Tensor.from(initialPixels(rngs, [c, h, w], opts.initMax ?? 1, f), own);
     this.x.requiresGrad = true;
-    this.#m = Tensor.zeros(shape);
-    this.#v = Tensor.zeros(shape);
+    this.#m = Tensor.zeros(own);
+    this.#v = Tensor.zeros(own);
     const smooth = opts.smooth ?? 0;
     const kernel = smooth > 0 ? gaussianKernel(smooth) : null;
     this.blur = kernel ? Tensor.from(kernel.data, [1, 1, kernel.size, kernel.size]) : null;
+    this.parametrised = this.blur !== null || f > 1;
     this.#lambdaTv = opts.lambdaTv ?? 0;
-    this.priorOnTape = this.#lambdaTv > 0 && this.blur !== null;
+    this.priorOnTape = this.#lambdaTv > 0 && this.parametrised;
     this.#tvInStep = this.#lambdaTv > 0 && !this.priorOnTape;
-    this.jittered = first && !this.blur ? shiftImages(this.x, first) : null;
+    this.jittered = first && !this.parametrised ? shiftImages(this.x, first) : null;
     if (this.jittered) this.jittered.requiresGrad = true;
-    this.#next = this.#tvInStep || this.jittered ? Tensor.empty(shape) : null;
+    this.#next = this.#tvInStep || this.jittered ? Tensor.empty(own) : null;
     this.#lr = opts.lr;
   }
 
-  /** The images: the pixels, or the blur of z. */
+  /** The images: the pixels, or the upsampling and then the blur of z. */
   image(): Tensor {
+    const up = this.lowRes > 1 ? upsampleBilinear(this.x, this.lowRes) : this.x;
     const g = this.blur;
-    if (!g) return this.x;
-    return conv2d(this.x, g, null, { padding: (g.shape[2] - 1) / 2 });
+    if (!g) return up;
+    return conv2d(up, g, null, { padding: (g.shape[2] - 1) / 2 });
   }
 
   /** `loss` with the prior's term added when the prior is in the step (not on the tape). */
