@@ -23,6 +23,7 @@
  * 13. size above its maximum (`--samples 2000000`)
  * 14. negative weight (`--lambda-act -0.1`)
  * 15. zero where > 0 is required (`--kd-tau 0`)
+ * 65. initial noise outside (0, 1], the pixel range (`--synth-init 1.5`, `--synth-init 0`)
  * 16. zero epochs (train-teacher `--epochs 0`)
  * 17. batch above its maximum (train-teacher `--batch-size 70000`)
  * 18. unknown architecture choice (eval `--arch resnet`)
@@ -76,7 +77,6 @@
  * Teachers given to synth:
  * 61. all-zero weights (refused before synthesis, with no hint about sigma)
  * 64. a low-resolution factor that does not divide the teacher's input (`--synth-lowres 3`)
- * 65. initial noise above the pixel range (`--synth-init 1.5`)
  *
  * No data anywhere (no `--data`, nothing in the standard places):
  * 62. MNIST (no Debian package to suggest), for eval and train-teacher
@@ -221,7 +221,18 @@ Deno.test("bad flags: malformed numbers, ranges, choices, missing values, unknow
       args: [...t, "--synth-lowres", "3"],
       needles: ["--synth-lowres 3", "32 × 32"],
     },
-    { kind: "65", tool: "synth", args: [...t, "--synth-init", "1.5"], needles: ["--synth-init"] },
+    {
+      kind: "65",
+      tool: "synth",
+      args: [...t, "--synth-init", "1.5"],
+      needles: ["--synth-init", "≤ 1", "1.5"],
+    },
+    {
+      kind: "65",
+      tool: "synth",
+      args: [...t, "--synth-init", "0"],
+      needles: ["--synth-init", "> 0"],
+    },
     { kind: "15", tool: "synth", args: [...t, "--kd-tau", "0"], needles: ["--kd-tau", "> 0"] },
     {
       kind: "16",

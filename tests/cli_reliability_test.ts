@@ -152,6 +152,21 @@ Deno.test("--resume whose recorded test set is gone says to pass --data; --data 
   assert.equal((await readJson(join(dir, "metrics.json"))).test_set, data);
 });
 
+Deno.test("a run.json written before --synth-init existed resumes with the full-range start it ran", async () => {
+  const dir = join(tmp, "resume-predates-init");
+  await killWhen(
+    ["--teacher", teacher, "--data", data, "--out", dir, "--synth-init", "1", ...SLOW],
+    join(dir, "run.json"),
+  );
+  const runFile = await readJson(join(dir, "run.json"));
+  assert.equal(runFile.config.synthesis.initMax, 1);
+  delete runFile.config.synthesis.initMax;
+  await Deno.writeTextFile(join(dir, "run.json"), JSON.stringify(runFile));
+  assertOk(await run(["--resume", dir]));
+  const settings = (await readJson(join(dir, "metrics.json"))).settings;
+  assert.equal(settings.synthesis.initMax, 1, "not today's default");
+});
+
 Deno.test("--force never overwrites the teacher: a student used as teacher in its own folder", async () => {
   const dir = join(tmp, "own-folder");
   assertOk(await run(["--teacher", teacher, "--out", dir, ...TOY]));

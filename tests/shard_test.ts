@@ -9,7 +9,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { chooseShard } from "../src/cli/shard_env.ts";
-import { shardSlice } from "../src/dfkd/shard.ts";
+import { checkShards, type ShardContents, shardSlice } from "../src/dfkd/shard.ts";
+import { DEFAULTS } from "../src/dfkd/settings.ts";
 import { saveModel } from "../src/nn/checkpoint.ts";
 import { buildModel } from "../src/nn/models.ts";
 import { exists } from "../src/io/atomic.ts";
@@ -46,6 +47,28 @@ Deno.test("shardSlice: contiguous slices covering every image once; bad shards r
   assert.deepEqual(slices.map((s) => [s.first, s.images]), [[0, 3], [3, 3], [6, 4]]);
   assert.throws(() => shardSlice({ index: 3, count: 3 }, 10), /0…2/);
   assert.throws(() => shardSlice({ index: 0, count: 11 }, 10), /at most 10 shards/);
+});
+
+Deno.test("checkShards reads a setting that a shard's run.json predates as the shard ran it", () => {
+  /** Shard `index` of 2 over 4 images; `initMax` undefined: a run.json from before the setting. */
+  const shard = (index: number, initMax?: number) => {
+    const config = structuredClone(DEFAULTS) as unknown as { synthesis: Record<string, unknown> };
+    config.synthesis.samples = 4;
+    if (initMax === undefined) delete config.synthesis.initMax;
+    else config.synthesis.initMax = initMax;
+    const { first, images } = shardSlice({ index, count: 2 }, 4);
+    const tensor = (k: number) => ({ shape: [images, k], data: new Float32Array(images * k) });
+    const run = { config, teacher: "t", dataset: "mnist", teacher_sha256: "ab" };
+    return {
+      dir: `shard-${index}`,
+      run: { ...run, shard: { index, count: 2, first, images } },
+      slice: { tensors: { images: tensor(16), soft_targets: tensor(10) } },
+      seconds: 0,
+    } as unknown as ShardContents;
+  };
+  checkShards([shard(0), shard(1, 1)]);
+  assert.throws(() => checkShards([shard(0), shard(1, 0.1)]), /settings/);
+  assert.throws(() => checkShards([shard(0, 0.5), shard(1, 1)]), /settings/);
 });
 
 Deno.test("the shard comes from --shard, else Kubernetes' or Slurm's variables", () => {

@@ -49,7 +49,9 @@ for (
     assertClose(y, refUpsample(x, shape, f), { atol: 1e-6, label: "forward" });
     // ⟨U x, g⟩ = ⟨x, Uᵀ g⟩ for a random g: the backward pass is the exact transpose.
     const g = randArray(ty.size, 22);
-    const gx = await upsampleBilinearBackward(Tensor.from(g, ty.shape), f).read();
+    const tg = Tensor.from(g, ty.shape);
+    const tgx = upsampleBilinearBackward(tg, f);
+    const gx = await tgx.read();
     let lhs = 0, rhs = 0;
     for (let i = 0; i < y.length; i++) lhs += y[i] * g[i];
     for (let i = 0; i < x.length; i++) rhs += x[i] * gx[i];
@@ -58,13 +60,12 @@ for (
       `⟨Ux, g⟩ ${lhs} vs ⟨x, Uᵀg⟩ ${rhs}`,
     );
     // Each column of U sums its weights: Uᵀ 1 counts how much of the output each input makes.
-    const ones = await upsampleBilinearBackward(
-      Tensor.from(new Float32Array(ty.size).fill(1), ty.shape),
-      f,
-    ).read();
+    const tOnes = Tensor.from(new Float32Array(ty.size).fill(1), ty.shape);
+    const tSums = upsampleBilinearBackward(tOnes, f);
+    const ones = await tSums.read();
     const total = ones.reduce((a, b) => a + b, 0);
     assert.ok(Math.abs(total - ty.size) < 1e-3 * ty.size, `Σ Uᵀ1 = ${total}, outputs ${ty.size}`);
-    for (const t of [tx, ty]) t.dispose();
+    for (const t of [tx, ty, tg, tgx, tOnes, tSums]) t.dispose();
   });
 }
 
@@ -76,20 +77,26 @@ Deno.test("upsampleBilinear on the tape: the gradient is Uᵀ of the output's gr
   // d TV(U x)/dx on one tape, against Uᵀ (d TV(y)/dy at y = U x) from another.
   const tape = new Tape();
   const loss = tape.run(() => totalVariation(upsampleOnTape(x, 2), "sum"));
-  const gx = await tape.backward(loss, [x]).get(x)!.read();
+  const tgx = tape.backward(loss, [x]).get(x)!;
+  const gx = await tgx.read();
   const y = upsampleBilinear(x, 2);
   y.requiresGrad = true;
   const tapeY = new Tape();
   const lossY = tapeY.run(() => totalVariation(y, "sum"));
   const gy = tapeY.backward(lossY, [y]).get(y)!;
-  const want = await upsampleBilinearBackward(gy, 2).read();
+  const tWant = upsampleBilinearBackward(gy, 2);
+  const want = await tWant.read();
   assertClose(gx, want, { atol: 1e-6, label: "tape" });
+  for (const t of [x, loss, tgx, y, lossY, gy, tWant]) t.dispose();
 });
 
 Deno.test("upsampleBilinear rejects a non-integer factor and a gradient of the wrong size", async () => {
   await gpuReady;
   const x = Tensor.zeros([1, 1, 4, 4]);
+  const odd = Tensor.zeros([1, 1, 5, 4]);
   assert.throws(() => upsampleBilinear(x, 1.5), /factor must be an integer/);
-  assert.throws(() => upsampleBilinearBackward(Tensor.zeros([1, 1, 5, 4]), 2), /multiples of 2/);
-  assert.throws(() => upsampleBilinear(Tensor.zeros([4, 4]), 2), /4-D/);
+  assert.throws(() => upsampleBilinearBackward(odd, 2), /multiples of 2/);
+  const flat = Tensor.zeros([4, 4]);
+  assert.throws(() => upsampleBilinear(flat, 2), /4-D/);
+  for (const t of [x, odd, flat]) t.dispose();
 });

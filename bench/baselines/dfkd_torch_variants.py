@@ -99,10 +99,11 @@ def synthesize(a, t):
         h = a.samples // 2
         x[:h] = F.interpolate(torch.rand(h, 1, 8, 8), size=32, mode='bilinear', align_corners=False)
     blur = gaussian(a.smooth) if a.smooth else None
-    image = (lambda z: F.conv2d(z, blur, padding=blur.shape[-1] // 2)) if a.smooth else (lambda z: z)
+    smooth = (lambda z: F.conv2d(z, blur, padding=blur.shape[-1] // 2)) if a.smooth else (lambda z: z)
+    image = smooth
     if a.lowres:  # pixels optimised at lowres × lowres, shown to the teacher upsampled to 32 × 32
-        x = F.interpolate(x, size=a.lowres, mode='area')
-        image = lambda z: F.interpolate(z, size=32, mode='bilinear', align_corners=False)
+        x = F.interpolate(x, size=a.lowres, mode='area')  # (then blurred, as in the product)
+        image = lambda z: smooth(F.interpolate(z, size=32, mode='bilinear', align_corners=False))
     synth_tau = a.synth_tau or a.tau
     for b in range(0, a.samples, a.batch_size):
         xb = x[b:b + a.batch_size].clone().requires_grad_(True)

@@ -120,7 +120,12 @@ export function shift2dPerImage(x: Tensor, shifts: readonly ImageShift[]): Tenso
   return y;
 }
 
-/** Bilinear upsampling by an integer factor; x: [N, C, h, w] → [N, C, h·F, w·F]. */
+/**
+ * Bilinear upsampling by an integer factor F (half-pixel centres, edges clamped: PyTorch's
+ * `interpolate(mode="bilinear", align_corners=False)`); x: [N, C, h, w] → [N, C, h·F, w·F].
+ *
+ * @throws {RangeError} when `x` is not 4-D or `factor` is not an integer in [1, 16].
+ */
 export function upsampleBilinear(x: Tensor, factor: number): Tensor {
   const y = upsampleOp(x, factor);
   activeTape()?.record(y, [x], (gy) => [upsampleBilinearBackward(gy, factor)]);

@@ -23,7 +23,12 @@ import {
   writeRunFile,
 } from "../dfkd/run.ts";
 import { fileSha256 } from "../dfkd/run_folder.ts";
-import { type ConfigOverrides, type DfkdConfig, resolveConfig } from "../dfkd/settings.ts";
+import {
+  type ConfigOverrides,
+  type DfkdConfig,
+  resolveConfig,
+  storedOverrides,
+} from "../dfkd/settings.ts";
 import { type MergedShards, mergeShards } from "../dfkd/shard.ts";
 import { type DatasetName, parseDatasetName } from "../data/datasets.ts";
 import { RunFolderError } from "../errors.ts";
@@ -93,7 +98,8 @@ function mergedConfig(m: MergedShards): { cfg: DfkdConfig; dataset: DatasetName 
   if (dataset === null) {
     throw new RunFolderError(`the shards' run.json names an unknown dataset "${m.run.dataset}"`);
   }
-  return { cfg: resolveConfig({ dataset, overrides: m.run.config as ConfigOverrides }), dataset };
+  const overrides = storedOverrides(m.run.config as ConfigOverrides);
+  return { cfg: resolveConfig({ dataset, overrides }), dataset };
 }
 
 /**

@@ -46,6 +46,7 @@ import { synthesisBatchSize } from "../dfkd/batch_size.ts";
 import { shardSlice } from "../dfkd/shard.ts";
 import { chooseShard, processEnv, type ShardChoice } from "./shard_env.ts";
 import {
+  checkLowRes,
   type ConfigOverrides,
   type DfkdConfig,
   getSetting,
@@ -53,6 +54,7 @@ import {
   resolveConfig,
   setSetting,
   SETTINGS,
+  storedOverrides,
 } from "../dfkd/settings.ts";
 import { CheckpointError, RunFolderError, SettingError } from "../errors.ts";
 import type { Sequential } from "../nn/layers.ts";
@@ -162,7 +164,7 @@ function runFileConfig(run: RunFile, dir: string): DfkdConfig {
     throw new RunFolderError(`${path}: "data" must be a folder name or null; ${fix}`);
   }
   try {
-    return resolveConfig({ dataset, overrides: run.config as ConfigOverrides });
+    return resolveConfig({ dataset, overrides: storedOverrides(run.config as ConfigOverrides) });
   } catch (e) {
     if (!(e instanceof SettingError)) throw e;
     const flag = SETTINGS.find((s) => s.key === e.key)?.flag;
@@ -597,13 +599,7 @@ function checkFitsTeacher(cfg: DfkdConfig, teacher: Sequential, maxBinding: numb
       );
     }
   }
-  const [, h, w] = teacher.inputShape;
-  if (h % s.lowRes !== 0 || w % s.lowRes !== 0) {
-    throw new UsageError(
-      `--synth-lowres ${s.lowRes} does not divide the teacher's ${h} × ${w} input; use a ` +
-        `divisor of both (1, 2, 4, 8 for 32 × 32)`,
-    );
-  }
+  checkLowRes(s.lowRes, teacher.inputShape);
   const student = buildModel(d.student, 0);
   const perImage = Math.max(bytesPerImage(teacher), bytesPerImage(student));
   student.dispose();

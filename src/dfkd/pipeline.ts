@@ -16,7 +16,7 @@
  * @module
  */
 
-import { NumericalError, SettingError } from "../errors.ts";
+import { NumericalError } from "../errors.ts";
 import type { Sequential } from "../nn/layers.ts";
 import type { Rng } from "../random.ts";
 import { buildModel } from "../nn/models.ts";
@@ -24,7 +24,7 @@ import { gpuContext } from "../gpu/runtime.ts";
 import { synthesisBatchSize } from "./batch_size.ts";
 import { distill, type DistillProgress } from "./distill.ts";
 import type { TrainingState } from "../nn/checkpoint.ts";
-import type { DfkdConfig } from "./settings.ts";
+import { checkLowRes, type DfkdConfig } from "./settings.ts";
 
 export type { DistillProgress };
 import {
@@ -119,6 +119,7 @@ export interface SynthesisStageResult {
  *   batch, the loss's terms and the setting to lower.
  * @throws {RangeError} / {@link CheckpointError} when the layer gives no feature-space model.
  * @throws {RangeError} when `slice` reaches outside `synthesis.samples`.
+ * @throws {SettingError} when `synthesis.lowRes` does not divide the teacher's input.
  */
 export async function synthesisStage(
   teacher: Sequential,
@@ -133,14 +134,7 @@ export async function synthesisStage(
   if (!(first >= 0 && n >= 0 && first + n <= s.samples)) {
     throw new RangeError(`images ${first}…${first + n - 1} are not all in 0…${s.samples - 1}`);
   }
-  const [, h, w] = teacher.inputShape;
-  if (h % s.lowRes !== 0 || w % s.lowRes !== 0) {
-    throw new SettingError(
-      "synthesis.lowRes",
-      `synthesis.lowRes must divide the teacher's input height and width (${h} × ${w}); ` +
-        `got ${s.lowRes}`,
-    );
-  }
+  checkLowRes(s.lowRes, teacher.inputShape);
   const bs = slice.batchSize ?? synthesisBatchSize(s.batchSize, teacher, n, gpuContext());
   const per = teacher.inputShape.reduce((a, b) => a * b, 1);
   const classes = teacher.shapes(1).at(-1)!.shape[1];

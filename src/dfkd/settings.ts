@@ -151,6 +151,11 @@ export interface SettingSpec {
   stage: Stage;
   /** Whether resuming a run may change it: true when it only steers work not done yet. */
   resumable: boolean;
+  /**
+   * The value that runs written before this setting existed ran with, where it is not `default`:
+   * a run file without the key is read with it (see {@link storedOverrides}).
+   */
+  absent?: number | boolean | string;
 }
 
 type Spec = Omit<SettingSpec, "stage">;
@@ -288,6 +293,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     help: "Upper bound b of the images' initial noise U(0, b): a dark start (e.g. 0.1) keeps " +
       "the background near black, as in the MNIST family, where the pixels get no gradient.",
     resumable: false,
+    absent: 1,
   }),
   synthesis({
     key: "synthesis.jitter",
@@ -482,6 +488,21 @@ export function setSetting(obj: Record<string, unknown>, key: string, value: unk
   o[parts.at(-1)!] = value;
 }
 
+/**
+ * The settings stored in a run file (run.json's `config`), with every key the file lacks because
+ * the run predates the setting filled with the value that run ran with (the setting's `absent`);
+ * keys without one are left to today's default. `stored` is not changed.
+ */
+export function storedOverrides(stored: ConfigOverrides): ConfigOverrides {
+  const out = structuredClone(stored) as Record<string, unknown>;
+  for (const s of SETTINGS) {
+    if (s.absent !== undefined && getSetting(out, s.key) === undefined) {
+      setSetting(out, s.key, s.absent);
+    }
+  }
+  return out as ConfigOverrides;
+}
+
 /** A fresh copy of the defaults. */
 function defaults(): DfkdConfig {
   const cfg: Record<string, unknown> = {};
@@ -550,6 +571,26 @@ export function validateConfig(cfg: unknown): asserts cfg is DfkdConfig {
   checkKnownKeys(cfg);
 }
 
+/**
+ * Checks that the low-resolution factor of the pixel parametrisation divides the teacher's input
+ * height and width (`inputShape` is `[C, H, W]`).
+ *
+ * @throws {SettingError} naming `synthesis.lowRes` and the factors that do.
+ */
+export function checkLowRes(lowRes: number, inputShape: readonly number[]): void {
+  const [, h, w] = inputShape;
+  if (h % lowRes === 0 && w % lowRes === 0) return;
+  const max = SETTINGS.find((x) => x.key === "synthesis.lowRes")?.max ?? lowRes;
+  const fit = Array.from({ length: max }, (_, i) => i + 1).filter((f) =>
+    h % f === 0 && w % f === 0
+  );
+  throw new SettingError(
+    "synthesis.lowRes",
+    `synthesis.lowRes ${lowRes} does not divide the teacher's ${h} × ${w} input; use one of ` +
+      fit.join(", "),
+  );
+}
+
 /** The presets: `default`, `quick`, `large` and `paper`. */
 export const PRESETS = ["default", "quick", "large", "paper"] as const;
 /** A preset's name. */
@@ -557,12 +598,13 @@ export type Preset = typeof PRESETS[number];
 
 /**
  * The settings a preset changes. `quick`: the whole pipeline at a small size (2,000 samples × 30
- * iterations, 30 KD epochs), a first run of about a minute on a CPU. `large`: the defaults at three
- * times the transfer set (24,000 samples), 100 iterations and 100 KD epochs. `paper`: the paper's settings (Wang,
- * AAAI 2021, with ZSKD's synthesis sizes): σ 1.5, τ 20, λ_a 0.05 with the per-sample L1 norm, 1,500
- * Adam iterations at lr 0.001, 200 KD epochs at τ 20, no augmentation; 48,000 samples for
- * Fashion-MNIST and 24,000 for MNIST. (ZSKD's batches of 100 are not set: synthesis is batch
- * invariant, so the batch size changes only the speed.)
+ * iterations, 30 KD epochs), a first run of about a minute on a CPU. `large`: the defaults at
+ * three times the transfer set (24,000 samples), 100 iterations and 100 KD epochs. `paper`: the
+ * paper's settings (Wang, AAAI 2021, with ZSKD's synthesis sizes): σ 1.5, τ 20, λ_a 0.05 with the
+ * per-sample L1 norm, 1,500 Adam iterations at lr 0.001 from U(0, 1) noise on plain full-resolution
+ * pixels, no image prior, 200 KD epochs at τ 20, no augmentation; 48,000 samples for Fashion-MNIST
+ * and 24,000 for MNIST. (ZSKD's batches of 100 are not set: synthesis is batch invariant, so the
+ * batch size changes only the speed.)
  */
 export function presetOverrides(preset: Preset, dataset: string): ConfigOverrides {
   switch (preset) {

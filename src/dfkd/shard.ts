@@ -8,6 +8,7 @@
  */
 
 import { RunFolderError, SettingError } from "../errors.ts";
+import { type ConfigOverrides, getSetting, SETTINGS, storedOverrides } from "./settings.ts";
 import { exists } from "../io/atomic.ts";
 import { loadSafetensors, type SafetensorsContents } from "../nn/safetensors.ts";
 import { readRunFile, type RunFile, type ShardFile } from "./run_folder.ts";
@@ -101,10 +102,14 @@ export async function readShard(dir: string): Promise<ShardContents> {
   return { dir, run: run as ShardContents["run"], slice: await loadSafetensors(path), seconds };
 }
 
-/** The settings of a run that decide its result: all but `synthesis.batchSize` (a speed). */
+/**
+ * The settings of a run that decide its result, in the schema's order: all but
+ * `synthesis.batchSize` (a speed), keys the run file predates read as the run ran them.
+ */
 function resultSettings(run: RunFile): string {
-  const { batchSize: _, ...synthesis } = run.config.synthesis;
-  return JSON.stringify({ ...run.config, synthesis });
+  const stored = storedOverrides(run.config as ConfigOverrides);
+  const keys = SETTINGS.filter((s) => s.key !== "synthesis.batchSize").map((s) => s.key);
+  return JSON.stringify(keys.map((k) => getSetting(stored, k) ?? null));
 }
 
 /**

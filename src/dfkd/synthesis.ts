@@ -44,7 +44,10 @@ export interface SynthesisOptions {
   iterations: number;
   /** Adam learning rate on the pixels. */
   lr: number;
-  /** Upper bound `b` of each image's initial noise `U(0, b)`, in (0, 1] (default 1). */
+  /**
+   * Upper bound `b` of each image's initial noise `U(0, b)`, in (0, 1] (default 1, the full
+   * range; the setting `synthesis.initMax` of a run has its own default, a dark start).
+   */
   initMax?: number;
   /** Temperature τ of the teacher's softmax in the KL term. */
   tau: number;
@@ -149,8 +152,9 @@ function perImage(rng: Rng | readonly Rng[], n: number): readonly Rng[] {
 }
 
 /**
- * Each image's initial noise `U(0, hi)` of shape `[c, h, w]`, drawn from its generator's `pixels`
- * fork, then averaged over `f × f` blocks when `f > 1` (the low-resolution parametrisation).
+ * The batch's initial noise, `[n, c, h/f, w/f]` flattened for `n = rngs.length`: each image's
+ * `U(0, hi)` noise of shape `[c, h, w]`, drawn from its generator's `pixels` fork, then averaged
+ * over `f × f` blocks when `f > 1` (the low-resolution parametrisation).
  */
 function initialPixels(
   rngs: readonly Rng[],
@@ -269,8 +273,8 @@ export async function synthesizeBatch(
 
 /**
  * The optimised variables of a synthesis batch: the pixels (or, with the low-resolution or blur
- * parametrisation, the z that the images are the upsampling or the blur of), their Adam state, and the rule of one step. On plain
- * pixels the total-variation prior's gradient joins the Adam step in one pass, which reads the
+ * parametrisation, the z that the images are the upsampling or the blur of), their Adam state,
+ * and the rule of one step. On plain pixels the total-variation prior's gradient joins the Adam step in one pass, which reads the
  * pixels and writes the next ones to a second buffer (then the two swap). Under jitter on plain
  * pixels that pass also takes the jitter's backward pass and writes the next iteration's
  * jittered copy ({@link jittered}), so the jitter costs no dispatch of its own.
@@ -291,8 +295,7 @@ class Pixels {
   /**
    * The jittered copy of the pixels the teacher sees this iteration, written by the previous
    * step (the first by the constructor), or null when the jitter is an op on the tape
-   * (parametrised images) or
-   * off.
+   * (parametrised images) or off.
    */
   readonly jittered: Tensor | null;
   readonly #tvInStep: boolean;
@@ -312,9 +315,13 @@ class Pixels {
         `synthesis: lowRes ${f} must be a positive integer dividing ${h} and ${w}`,
       );
     }
+    const initMax = opts.initMax ?? 1;
+    if (!(initMax > 0 && initMax <= 1)) {
+      throw new RangeError(`synthesis: initMax must be in (0, 1]; got ${initMax}`);
+    }
     this.lowRes = f;
     const own = [n, c, h / f, w / f]; // the optimised variables' shape
-    this.x = Tensor.from(initialPixels(rngs, [c, h, w], opts.initMax ?? 1, f), own);
+    this.x = Tensor.from(initialPixels(rngs, [c, h, w], initMax, f), own);
     this.x.requiresGrad = true;
     this.#m = Tensor.zeros(own);
     this.#v = Tensor.zeros(own);
