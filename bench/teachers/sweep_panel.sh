@@ -28,6 +28,13 @@ declare -A args=([base]="" [tv]="--tv 0.05" [adv]="--adv-steps 1" [tv+adv]="--tv
   [tv+adv+s8000-e20]="--tv 0.05 --adv-steps 1 --samples 8000 --epochs 20"
   [tv+adv+s16000-e10]="--tv 0.05 --adv-steps 1 --samples 16000 --epochs 10"
   [tv+adv+s8000-e20+it25]="--tv 0.05 --adv-steps 1 --samples 8000 --epochs 20 --iterations 25")
+# A dark start (initial noise U(0, b)) at 100 iterations, and what goes on top of it.
+it100="--tv 0.05 --adv-steps 1 --iterations 100"
+for b in 0.02 0.05 0.1 0.2 0.3; do args[it100+dark$b]="$it100 --init dark --init-max $b"; done
+dark="$it100 --init dark --init-max 0.1"
+args+=([it100+dark+lowres16]="$dark --lowres 16" [it100+dark+roll2+flip]="$dark --image-roll 2 --synth-flip 1"
+  [it100+dark+ij2+flip]="$dark --image-jitter 2 --synth-flip 1" [it100+dark+tv0.1]="$dark --tv 0.1"
+  [it100+dark+smooth1]="$dark --smooth 1" [it100+dark+l1]="$dark --l1 0.05" [it100+l1]="$it100 --l1 0.05")
 default=(fmnist-adam fmnist-he fmnist-cosine-shift ../../examples/teachers/lenet5-fashion-mnist
   mnist-adam mnist-he mnist-cosine-shift ../../examples/teachers/lenet5-mnist mnist-weak)
 read -r -a teachers <<< "${TEACHERS:-${default[*]}}"  # TEACHERS="a b" picks some; THREADS=1 on a busy machine

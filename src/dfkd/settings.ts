@@ -286,12 +286,13 @@ export const SETTINGS: readonly SettingSpec[] = [
     key: "synthesis.initMax",
     flag: "synth-init",
     type: "number",
-    default: 1,
+    default: 0.1,
     min: 0,
     exclusiveMin: true,
     max: 1,
-    help: "Upper bound b of the images' initial noise U(0, b): a dark start (e.g. 0.1) keeps " +
-      "the background near black, as in the MNIST family, where the pixels get no gradient.",
+    help: "Upper bound b of the images' initial noise U(0, b): a dark start keeps the " +
+      "background near black, as in the MNIST family, where the pixels get no gradient " +
+      "(1 = the full range, as in the paper).",
     resumable: false,
     absent: 1,
   }),
