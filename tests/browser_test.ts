@@ -286,17 +286,27 @@ Deno.test({
         if (targetClass(pageTargets, i, 10) === targetClass(deno.softTargets, i, 10)) agree++;
       }
       const imageDiff = maxDiff(state.images, deno.images);
+      let sumDiff = 0;
+      for (let i = 0; i < deno.images.length; i++) {
+        sumDiff += Math.abs(state.images[i] - deno.images[i]);
+      }
+      const meanDiff = sumDiff / deno.images.length;
       const targetDiff = maxDiff(state.softTargets, deno.softTargets);
       const identical = imageDiff === 0 && targetDiff === 0;
       console.log(
         `browser vs Deno (${state.adapter?.description} vs ${gpuContext().description}), ` +
           `${TOY.samples} samples × ${TOY.iterations} iterations, seed ${TOY.seed}: ` +
-          `${identical ? "byte-identical" : "not identical"}; max |Δ| images ${imageDiff}, ` +
+          `${identical ? "byte-identical" : "not identical"}; max |Δ| images ${imageDiff} ` +
+          `(mean ${meanDiff}), ` +
           `soft targets ${targetDiff}; soft-target argmax agrees on ${agree}/${TOY.samples}`,
       );
-      // Measured on SwiftShader against llvmpipe: 1.9e-5 (images), 2.2e-8 (targets), 32/32.
+      // Measured on SwiftShader against llvmpipe: soft targets 3e-8, argmax 32/32; images from the
+      // dark start U(0, 0.1): mean 8.6e-5, max 0.034 (1.4% of the pixels over 1e-3, at values of
+      // 0.15-0.28): Adam's normalised step turns rounding-level differences of small gradients into
+      // steps of a fraction of the learning rate. From U(0, 1) noise the max was 1.9e-5.
       assert.ok(targetDiff < 1e-4, `soft targets differ by ${targetDiff}`);
-      assert.ok(imageDiff < 1e-2, `images differ by ${imageDiff}`);
+      assert.ok(meanDiff < 1e-3, `images differ by ${meanDiff} on average`);
+      assert.ok(imageDiff < 0.1, `images differ by ${imageDiff}`);
       assert.ok(agree >= 0.9 * TOY.samples, `soft-target classes agree on ${agree}/${TOY.samples}`);
 
       console.log(
