@@ -497,7 +497,10 @@ export function setSetting(obj: Record<string, unknown>, key: string, value: unk
 export function storedOverrides(stored: ConfigOverrides): ConfigOverrides {
   const out = structuredClone(stored) as Record<string, unknown>;
   for (const s of SETTINGS) {
-    if (s.absent !== undefined && getSetting(out, s.key) === undefined) {
+    if (s.absent === undefined || getSetting(out, s.key) !== undefined) continue;
+    // only where the key's level is an object or missing: anything else is left to validation
+    const parent = getSetting(out, s.key.split(".").slice(0, -1).join("."));
+    if (parent === undefined || (typeof parent === "object" && parent !== null)) {
       setSetting(out, s.key, s.absent);
     }
   }
