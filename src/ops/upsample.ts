@@ -23,6 +23,21 @@ function kernel(entryPoint: "forward" | "backward", factor: number) {
   };
 }
 
+/** Queues `entryPoint` from `from` into a new `[n, c, ..out]` tensor over the `h × w` input grid. */
+function run(
+  entryPoint: "forward" | "backward",
+  factor: number,
+  from: Tensor,
+  shape: number[],
+  [h, w]: readonly number[],
+): Tensor {
+  const out = Tensor.empty(shape);
+  if (out.size === 0) return out;
+  const k = kernel(entryPoint, factor);
+  dispatch(k, [from.buffer, out.buffer], { total: out.size, h, w }, groups(out.size, 256));
+  return out;
+}
+
 function checkFactor(op: string, factor: number): void {
   if (!Number.isInteger(factor) || factor < 1 || factor > 16) {
     throw new RangeError(`${op}: factor must be an integer in [1, 16], got ${factor}`);
@@ -40,15 +55,7 @@ export function upsampleBilinear(x: Tensor, factor: number): Tensor {
   checkRank4("upsampleBilinear", "x", x.shape, true);
   checkFactor("upsampleBilinear", factor);
   const [n, c, h, w] = x.shape;
-  const y = Tensor.empty([n, c, h * factor, w * factor]);
-  if (y.size === 0) return y;
-  dispatch(
-    kernel("forward", factor),
-    [x.buffer, y.buffer],
-    { total: y.size, h, w },
-    groups(y.size, 256),
-  );
-  return y;
+  return run("forward", factor, x, [n, c, h * factor, w * factor], [h, w]);
 }
 
 /**
@@ -69,13 +76,5 @@ export function upsampleBilinearBackward(gy: Tensor, factor: number): Tensor {
     );
   }
   const [h, w] = [hh / factor, ww / factor];
-  const gx = Tensor.empty([n, c, h, w]);
-  if (gx.size === 0) return gx;
-  dispatch(
-    kernel("backward", factor),
-    [gy.buffer, gx.buffer],
-    { total: gx.size, h, w },
-    groups(gx.size, 256),
-  );
-  return gx;
+  return run("backward", factor, gy, [n, c, h, w], [h, w]);
 }
